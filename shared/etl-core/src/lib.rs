@@ -1,0 +1,32 @@
+//! The transform engine of the serverless ETL functions: pure, no AWS, no network.
+//!
+//! A [`PipelineSpec`] (YAML) declares a dataset: its source format and schema, ordered
+//! steps, quality rules and Parquet output. [`Pipeline::compile`] checks it against its
+//! reference data; [`Pipeline::run`] streams one input through it and returns a
+//! [`RunManifest`] whose counts add up: every input row is written, dropped as a
+//! duplicate, or quarantined with its reason.
+
+mod batch;
+pub mod error;
+mod hash;
+pub mod manifest;
+mod pipeline;
+pub mod quality;
+mod read;
+pub mod schema;
+pub mod spec;
+mod steps;
+pub mod types;
+mod validate;
+mod write;
+
+pub use error::{EtlError, InputError, SpecError};
+pub use manifest::{Counts, RunManifest, RunStatus, SchemaColumn};
+pub use pipeline::{DEFAULT_BATCH_SIZE, Pipeline, RunOptions, source_id};
+pub use read::InputColumns;
+pub use spec::PipelineSpec;
+pub use steps::ReferenceLoader;
+pub use write::{NULL_PARTITION, OutputFile, escape_path};
+
+/// polars, re-exported so callers read outputs with the same version.
+pub use polars;

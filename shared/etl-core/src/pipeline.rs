@@ -1,0 +1,379 @@
+//! Runs a compiled pipeline over one input: read, type, steps, quality, write.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use polars::prelude::*;
+
+use crate::batch::{LINE_COLUMN, Typer};
+use crate::error::{EtlError, PolarsContext, SpecError};
+use crate::manifest::{
+    Counts, MANIFEST_VERSION, QuarantineFile, RunManifest, RunStatus, SchemaColumn, SourceInfo,
+};
+use crate::quality::Quality;
+use crate::read::{self, Field, ReadOptions, Record, RecordVisitor};
+use crate::spec::{FieldSpec, PipelineSpec, SourceFormat};
+use crate::steps::{self, CompiledStep, Outcome, ReferenceLoader};
+use crate::types::glue_type;
+use crate::write::{PartitionedWriter, QuarantineWriter};
+
+/// Rows typed before the steps run on them. Large enough that per-batch overhead
+/// vanishes, small enough to keep memory flat.
+pub const DEFAULT_BATCH_SIZE: usize = 65_536;
+
+/// A spec made ready to run: steps compiled, reference tables loaded, and the output
+/// schema known (the steps were run once on an empty batch, which also surfaces type
+/// errors in expressions before any data is read).
+pub struct Pipeline {
+    spec: PipelineSpec,
+    steps: Vec<CompiledStep>,
+    output_schema: Schema,
+    now: DateTime<Utc>,
+}
+
+/// Where and how one run writes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Names the input in errors and in the manifest (a path, `s3://bucket/key`).
+    pub source_name: String,
+    /// Output file names derive from it, so a rerun of the same source rewrites the same
+    /// files. Keep it to `[A-Za-z0-9._-]` (see [`source_id`]).
+    pub source_id: String,
+    pub etag: Option<String>,
+    /// Root of the hive-partitioned data files.
+    pub data_dir: PathBuf,
+    /// The quarantine Parquet file (written only when a row is rejected).
+    pub quarantine_path: PathBuf,
+    pub batch_size: usize,
+}
+
+/// A file-name-safe id from any text: `raw/customers 2024.csv` -> `raw_customers_2024.csv`.
+pub fn source_id(text: &str) -> String {
+    let id: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    id.trim_matches('_').to_string()
+}
+
+impl Pipeline {
+    /// `now` is the run's clock: processed_at and freshness rules use it.
+    pub fn compile(
+        spec: PipelineSpec,
+        loader: &dyn ReferenceLoader,
+        now: DateTime<Utc>,
+    ) -> Result<Self, EtlError> {
+        let mut steps = steps::compile(&spec, now.timestamp_micros(), loader)?;
+        let fields: Vec<FieldSpec> = spec.schema.iter().map(|f| f.value.clone()).collect();
+        let mut empty = Typer::new(&fields, &[], 0)
+            .finish()
+            .context(|| "building the input schema".to_string())?;
+        let mut outcome = Outcome::default();
+        for step in &mut steps {
+            empty = step.apply(empty, &mut outcome).map_err(|e| match e {
+                EtlError::Engine { source, .. } => step.spec_error(source.to_string()).into(),
+                other => other,
+            })?;
+        }
+        let mut output_schema = empty.schema().as_ref().clone();
+        output_schema.shift_remove(LINE_COLUMN);
+        for p in &spec.output.partition_by {
+            if output_schema.get(p).is_none() {
+                return Err(SpecError::at(
+                    None,
+                    "output.partition_by",
+                    format!("`{p}` is not an output column"),
+                )
+                .into());
+            }
+        }
+        // Steps must not reset state a real run depends on (dedup's seen set).
+        let steps = steps::compile(&spec, now.timestamp_micros(), loader)?;
+        Ok(Self {
+            spec,
+            steps,
+            output_schema,
+            now,
+        })
+    }
+
+    pub fn spec(&self) -> &PipelineSpec {
+        &self.spec
+    }
+
+    /// The columns of the output, partition columns included.
+    pub fn output_schema(&self) -> &Schema {
+        &self.output_schema
+    }
+
+    /// The output columns with their Glue types, partition columns last (as Glue wants
+    /// them apart).
+    pub fn schema_columns(&self) -> Vec<SchemaColumn> {
+        let partition_by = &self.spec.output.partition_by;
+        let mut cols: Vec<SchemaColumn> = self
+            .output_schema
+            .iter()
+            .filter(|(n, _)| !partition_by.iter().any(|p| p == n.as_str()))
+            .map(|(n, t)| schema_column(n, t, false))
+            .collect();
+        for p in partition_by {
+            if let Some(t) = self.output_schema.get(p) {
+                cols.push(schema_column(p, t, true));
+            }
+        }
+        cols
+    }
+
+    /// Runs over one input. The pipeline is used up: its dedup state belongs to this input.
+    pub fn run(self, input: impl Read, opts: &RunOptions) -> Result<RunManifest, EtlError> {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let counted = CountingReader {
+            inner: input,
+            count: Arc::clone(&bytes_read),
+        };
+        let mut decoded = read::decompress(counted, &opts.source_name)?;
+        let format =
+            read::resolve_format(self.spec.source.format, &opts.source_name, &mut decoded)?;
+        let fields: Vec<FieldSpec> = self.spec.schema.iter().map(|f| f.value.clone()).collect();
+        let source_columns: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
+        let schema_columns = self.schema_columns();
+        let output = &self.spec.output;
+        let mut state = RunState {
+            typer: Typer::new(&fields, &self.spec.source.null_values, opts.batch_size),
+            batch_size: opts.batch_size.max(1),
+            steps: self.steps,
+            quality: Quality::new(
+                &self
+                    .spec
+                    .quality
+                    .rules
+                    .iter()
+                    .map(|r| r.value.clone())
+                    .collect::<Vec<_>>(),
+                self.spec.quality.min_score,
+                self.now.timestamp_micros(),
+            ),
+            writer: PartitionedWriter::new(
+                &opts.data_dir,
+                &opts.source_id,
+                &output.partition_by,
+                output.compression,
+                output.row_group_size,
+                &self.output_schema,
+            ),
+            quarantine: QuarantineWriter::new(
+                opts.quarantine_path.clone(),
+                &source_columns,
+                output.compression,
+            ),
+            output_schema: &self.output_schema,
+            rows_in: 0,
+            rows_out: 0,
+            duplicates: 0,
+        };
+        let delimiter = match self.spec.source.delimiter {
+            Some(d) => d as u8,
+            None if opts.source_name.to_ascii_lowercase().contains(".tsv") => b'\t',
+            None => b',',
+        };
+        let read_opts = ReadOptions {
+            name: &opts.source_name,
+            schema: &fields,
+            delimiter,
+            extra_columns: self.spec.source.extra_columns,
+        };
+        let columns = match format {
+            SourceFormat::Csv | SourceFormat::Auto => {
+                read::read_csv(&mut decoded, &read_opts, &mut state)?
+            }
+            SourceFormat::Json => read::read_json(&mut decoded, &read_opts, &mut state)?,
+            SourceFormat::Ndjson => read::read_ndjson(&mut decoded, &read_opts, &mut state)?,
+        };
+        state.process_pending()?;
+        drop(decoded);
+
+        let RunState {
+            writer,
+            quarantine,
+            quality,
+            rows_in,
+            rows_out,
+            duplicates,
+            ..
+        } = state;
+        let quarantined_by_reason = quarantine.by_code.clone();
+        let quarantined = quarantine.total();
+        let outputs = writer.finish()?;
+        let quarantine_file = quarantine
+            .finish()?
+            .map(|(path, rows, bytes)| QuarantineFile {
+                path: path.display().to_string(),
+                rows,
+                bytes,
+            });
+        let mut known_columns = columns.found.clone();
+        known_columns.extend(self.output_schema.iter_names().map(|n| n.to_string()));
+        let quality = quality.finish(rows_out, &known_columns);
+        let counts = Counts {
+            rows_in,
+            rows_out,
+            duplicates,
+            quarantined,
+            quarantined_by_reason,
+        };
+        if !counts.balanced() {
+            // A bug, never a data problem: refuse to report numbers that do not add up.
+            return Err(EtlError::Engine {
+                context: format!("row accounting does not balance: {counts:?}"),
+                source: PolarsError::ComputeError("unbalanced counts".into()),
+            });
+        }
+        let finished_at = Utc::now();
+        Ok(RunManifest {
+            manifest_version: MANIFEST_VERSION,
+            dataset: self.spec.name.clone(),
+            source: SourceInfo {
+                name: opts.source_name.clone(),
+                id: opts.source_id.clone(),
+                etag: opts.etag.clone(),
+                format,
+                bytes: bytes_read.load(Ordering::Relaxed),
+            },
+            status: if quality.passed {
+                RunStatus::Succeeded
+            } else {
+                RunStatus::QualityFailed
+            },
+            started_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            finished_at: finished_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            duration_ms: clock.elapsed().as_millis() as u64,
+            output_bytes: outputs.iter().map(|f| f.bytes).sum(),
+            outputs,
+            counts,
+            quarantine: quarantine_file,
+            schema: schema_columns,
+            input_columns: columns.into(),
+            quality,
+        })
+    }
+}
+
+fn schema_column(name: &str, dtype: &DataType, partition: bool) -> SchemaColumn {
+    SchemaColumn {
+        name: name.to_string(),
+        dtype: dtype.to_string(),
+        glue_type: glue_type(dtype).unwrap_or_else(|| "string".into()),
+        partition,
+    }
+}
+
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+struct RunState<'a> {
+    typer: Typer,
+    batch_size: usize,
+    steps: Vec<CompiledStep>,
+    quality: Quality,
+    writer: PartitionedWriter,
+    quarantine: QuarantineWriter,
+    output_schema: &'a Schema,
+    rows_in: u64,
+    rows_out: u64,
+    duplicates: u64,
+}
+
+impl RunState<'_> {
+    fn process_pending(&mut self) -> Result<(), EtlError> {
+        if self.typer.len() == 0 {
+            return Ok(());
+        }
+        let mut df = self
+            .typer
+            .finish()
+            .context(|| "building a batch".to_string())?;
+        let mut outcome = Outcome::default();
+        for step in &mut self.steps {
+            df = step.apply(df, &mut outcome)?;
+        }
+        let df = self.quality.check_batch(df, &mut outcome.rejected)?;
+        self.duplicates += outcome.duplicates;
+        for r in outcome.rejected {
+            self.quarantine.push_rejected(r)?;
+        }
+        self.rows_out += df.height() as u64;
+        let df = conform(df, self.output_schema)?;
+        self.writer.write(df)
+    }
+}
+
+/// Casts a batch to the output schema where an expression typed it differently (an
+/// all-null batch, say), so every row group of a file has one schema.
+fn conform(df: DataFrame, schema: &Schema) -> Result<DataFrame, EtlError> {
+    let mut columns = Vec::with_capacity(schema.len());
+    for (name, dtype) in schema.iter() {
+        let c = df
+            .column(name)
+            .context(|| format!("output column {name}"))?;
+        columns.push(if c.dtype() == dtype {
+            c.clone()
+        } else {
+            c.cast(dtype).context(|| format!("output column {name}"))?
+        });
+    }
+    DataFrame::new(df.height(), columns).context(|| "assembling output".to_string())
+}
+
+impl RecordVisitor for RunState<'_> {
+    fn record(&mut self, line: u64, record: &dyn Record) -> Result<(), EtlError> {
+        self.rows_in += 1;
+        if let Err(reject) = self.typer.push(line, record) {
+            let fields = (0..self.typer.width())
+                .map(|i| match record.field(i) {
+                    Ok(Field::Text(t)) => Some(t.to_string()),
+                    Ok(Field::Json(v)) => Some(v.to_string()),
+                    Ok(Field::Absent) | Err(_) => None,
+                })
+                .collect();
+            self.quarantine
+                .push_raw(line, fields, None, reject.code, reject.reason)?;
+        }
+        if self.typer.len() >= self.batch_size {
+            self.process_pending()?;
+        }
+        Ok(())
+    }
+
+    fn malformed(&mut self, line: u64, raw: &str, reason: String) -> Result<(), EtlError> {
+        self.rows_in += 1;
+        self.quarantine.push_raw(
+            line,
+            Vec::new(),
+            Some(raw.to_string()),
+            "malformed_record".into(),
+            reason,
+        )
+    }
+}

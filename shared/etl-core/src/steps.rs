@@ -1,0 +1,504 @@
+//! Compiled steps, applied batch by batch. A step either maps the batch, or splits it
+//! into rows kept and rows rejected (with a reason); the only other way a row leaves is
+//! as a duplicate. That is what keeps `in = out + duplicates + quarantined` exact.
+
+use std::collections::HashSet;
+use std::io::Cursor;
+
+use polars::prelude::*;
+
+use crate::batch::LINE_COLUMN;
+use crate::error::{EtlError, PolarsContext, SpecError};
+use crate::hash::row_hashes;
+use crate::read::{self, Field, Record, RecordVisitor};
+use crate::spec::{
+    CaseSpec, DeriveExpr, ExtraColumns, FieldSpec, FillValue, JoinStep, PipelineSpec, Step,
+};
+use crate::types::{self, ColumnType};
+
+/// Rows a step (or a quality rule) refused.
+pub(crate) struct Rejected {
+    pub frame: DataFrame,
+    /// Stable key for counting (`filter:non_negative_amount`).
+    pub code: String,
+    pub reasons: Reasons,
+}
+
+pub(crate) enum Reasons {
+    Same(String),
+    PerRow(Vec<String>),
+}
+
+/// What a batch went through.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    pub duplicates: u64,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Gives the bytes of a reference table named in a join step.
+pub trait ReferenceLoader {
+    /// `path` as written in the spec; the loader decides what it is relative to.
+    fn load(&self, path: &str) -> Result<Vec<u8>, EtlError>;
+}
+
+enum Action {
+    Dedup {
+        columns: Option<Vec<PlSmallStr>>,
+        seen: HashSet<u128>,
+    },
+    FillNull(Vec<(String, FillValue)>),
+    Filter {
+        name: String,
+        condition: String,
+        expr: Expr,
+    },
+    Derive(Expr),
+    Join {
+        reference: DataFrame,
+        left_on: String,
+        right_on: String,
+    },
+    Cast {
+        column: String,
+        to: ColumnType,
+    },
+}
+
+pub(crate) struct CompiledStep {
+    /// `steps[3] (filter)`: how errors name the step.
+    label: String,
+    line: Option<u64>,
+    action: Action,
+}
+
+impl CompiledStep {
+    pub fn spec_error(&self, message: impl Into<String>) -> SpecError {
+        SpecError::at(self.line, self.label.clone(), message)
+    }
+}
+
+pub(crate) fn compile(
+    spec: &PipelineSpec,
+    now_us: i64,
+    loader: &dyn ReferenceLoader,
+) -> Result<Vec<CompiledStep>, EtlError> {
+    spec.steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let line = Some(step.referenced.line()).filter(|l| *l > 0);
+            let label = format!("steps[{i}].{}", step.value.kind());
+            let action = match &step.value {
+                Step::Deduplicate(d) => Action::Dedup {
+                    columns: d
+                        .columns
+                        .as_ref()
+                        .map(|c| c.iter().map(|s| s.as_str().into()).collect()),
+                    seen: HashSet::new(),
+                },
+                Step::FillNull(values) => {
+                    Action::FillNull(values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                }
+                Step::Filter(f) => Action::Filter {
+                    name: f.name.clone(),
+                    condition: f.condition.clone(),
+                    expr: sql(&f.condition, line, &label)?,
+                },
+                Step::Derive(d) => {
+                    let expr = match d.expr().map_err(|m| SpecError::at(line, &label, m))? {
+                        DeriveExpr::Sql(s) => sql(s, line, &label)?,
+                        DeriveExpr::Case(c) => case_expr(c, line, &label)?,
+                        DeriveExpr::Split(s) => col(s.from.as_str())
+                            .str()
+                            .split(lit(s.separator.clone()))
+                            .list()
+                            .get(lit(s.index as i64), true),
+                        DeriveExpr::RegexReplace(r) => col(r.from.as_str()).str().replace_all(
+                            lit(r.pattern.clone()),
+                            lit(r.replacement.clone()),
+                            false,
+                        ),
+                    };
+                    Action::Derive(expr.alias(d.column.as_str()))
+                }
+                Step::Join(j) => load_reference(j, loader, line, &label)?,
+                Step::Cast(c) => Action::Cast {
+                    column: c.column.clone(),
+                    to: c.to,
+                },
+                Step::ProcessedAt(p) => Action::Derive(
+                    lit(now_us)
+                        .cast(ColumnType::Timestamp.to_polars())
+                        .alias(p.column.as_str()),
+                ),
+            };
+            Ok(CompiledStep {
+                label,
+                line,
+                action,
+            })
+        })
+        .collect()
+}
+
+fn sql(text: &str, line: Option<u64>, label: &str) -> Result<Expr, EtlError> {
+    polars::sql::sql_expr(text)
+        .map_err(|e| SpecError::at(line, label, format!("cannot parse `{text}`: {e}")).into())
+}
+
+fn case_expr(c: &CaseSpec, line: Option<u64>, label: &str) -> Result<Expr, EtlError> {
+    let first = &c.when[0];
+    let otherwise = match &c.otherwise {
+        Some(v) => fill_lit(v),
+        None => lit(NULL).cast(crate::validate::fill_value_type(&first.then).to_polars()),
+    };
+    let then = when(sql(&first.condition, line, label)?).then(fill_lit(&first.then));
+    let Some((second, rest)) = c.when[1..].split_first() else {
+        return Ok(then.otherwise(otherwise));
+    };
+    let mut chain = then
+        .when(sql(&second.condition, line, label)?)
+        .then(fill_lit(&second.then));
+    for w in rest {
+        chain = chain
+            .when(sql(&w.condition, line, label)?)
+            .then(fill_lit(&w.then));
+    }
+    Ok(chain.otherwise(otherwise))
+}
+
+fn fill_lit(v: &FillValue) -> Expr {
+    match v {
+        FillValue::Bool(b) => lit(*b),
+        FillValue::Int(i) => lit(*i),
+        FillValue::Float(f) => lit(*f),
+        FillValue::Text(s) => lit(s.clone()),
+    }
+}
+
+/// A fill value as a literal of the column's own type, so filling never changes it.
+fn typed_fill(v: &FillValue, dtype: &DataType) -> Result<Expr, String> {
+    let ty = ColumnType::from_polars(dtype);
+    Ok(match (v, ty) {
+        (FillValue::Text(s), Some(ColumnType::Date)) => {
+            lit(types::parse_date(s, None)?).cast(DataType::Date)
+        }
+        (FillValue::Text(s), Some(ColumnType::Timestamp)) => {
+            lit(types::parse_timestamp(s, None)?).cast(dtype.clone())
+        }
+        (FillValue::Text(_), Some(ColumnType::String))
+        | (FillValue::Bool(_), Some(ColumnType::Boolean))
+        | (
+            FillValue::Int(_) | FillValue::Float(_),
+            Some(ColumnType::Double | ColumnType::Decimal { .. }),
+        )
+        | (FillValue::Int(_), Some(ColumnType::Bigint)) => fill_lit(v).cast(dtype.clone()),
+        _ => return Err(format!("fill value {v:?} does not fit a {dtype} column")),
+    })
+}
+
+/// Loads a join's reference table and checks its key is unique: a duplicated key would
+/// multiply input rows and break the row accounting.
+fn load_reference(
+    j: &JoinStep,
+    loader: &dyn ReferenceLoader,
+    line: Option<u64>,
+    label: &str,
+) -> Result<Action, EtlError> {
+    let bytes = loader.load(&j.path)?;
+    let lower = j.path.to_ascii_lowercase();
+    let mut df = if lower.ends_with(".parquet") {
+        ParquetReader::new(Cursor::new(bytes))
+            .finish()
+            .context(|| format!("{label}: reading reference {}", j.path))?
+    } else {
+        read_reference_csv(j, &bytes)?
+    };
+    let right_on = j.reference_on.clone().unwrap_or_else(|| j.on.clone());
+    if df.column(&right_on).is_err() {
+        return Err(SpecError::at(
+            line,
+            format!("{label}.reference_on"),
+            format!("reference {} has no column `{right_on}`", j.path),
+        )
+        .into());
+    }
+    if let Some(keep) = &j.columns {
+        let mut names: Vec<PlSmallStr> = vec![right_on.as_str().into()];
+        for c in keep {
+            if df.column(c).is_err() {
+                return Err(SpecError::at(
+                    line,
+                    format!("{label}.columns"),
+                    format!("reference {} has no column `{c}`", j.path),
+                )
+                .into());
+            }
+            if c != &right_on {
+                names.push(c.as_str().into());
+            }
+        }
+        df = df
+            .select(names)
+            .context(|| format!("{label}: selecting reference columns"))?;
+    }
+    let key = df.column(&right_on).context(|| label.to_string())?;
+    let distinct = key
+        .n_unique()
+        .context(|| format!("{label}: checking reference keys"))?;
+    if distinct != df.height() {
+        return Err(SpecError::at(
+            line,
+            label,
+            format!(
+                "reference {} has duplicate values in key `{right_on}`; a join would duplicate rows",
+                j.path
+            ),
+        )
+        .into());
+    }
+    Ok(Action::Join {
+        reference: df,
+        left_on: j.on.clone(),
+        right_on,
+    })
+}
+
+/// A reference CSV, typed by the step's `schema` (other columns as strings).
+fn read_reference_csv(j: &JoinStep, bytes: &[u8]) -> Result<DataFrame, EtlError> {
+    // The header decides the columns; read it first to build an all-columns schema.
+    let mut header_reader = csv::ReaderBuilder::new().from_reader(skip_bom(bytes));
+    let header = header_reader
+        .headers()
+        .map_err(|e| crate::error::InputError::new(&j.path, e.to_string()).at_line(1))?
+        .clone();
+    let schema: Vec<FieldSpec> = header
+        .iter()
+        .map(|h| {
+            j.schema
+                .iter()
+                .find(|f| f.name == h)
+                .cloned()
+                .unwrap_or(FieldSpec {
+                    name: h.to_string(),
+                    ty: ColumnType::String,
+                    required: false,
+                    format: None,
+                })
+        })
+        .collect();
+    struct Collect {
+        typer: crate::batch::Typer,
+        path: String,
+    }
+    impl RecordVisitor for Collect {
+        fn record(&mut self, line: u64, record: &dyn Record) -> Result<(), EtlError> {
+            self.typer.push(line, record).map_err(|r| {
+                crate::error::InputError::new(&self.path, r.reason)
+                    .at_line(line)
+                    .into()
+            })
+        }
+        fn malformed(&mut self, line: u64, _raw: &str, reason: String) -> Result<(), EtlError> {
+            Err(crate::error::InputError::new(&self.path, reason)
+                .at_line(line)
+                .into())
+        }
+    }
+    let mut collect = Collect {
+        typer: crate::batch::Typer::new(&schema, &[], 1024),
+        path: j.path.clone(),
+    };
+    let opts = read::ReadOptions {
+        name: &j.path,
+        schema: &schema,
+        delimiter: b',',
+        extra_columns: ExtraColumns::Drop,
+    };
+    let mut input: &[u8] = bytes;
+    read::read_csv(&mut input, &opts, &mut collect)?;
+    let mut df = collect
+        .typer
+        .finish()
+        .context(|| format!("reading reference {}", j.path))?;
+    df.drop_in_place(LINE_COLUMN)
+        .context(|| format!("reading reference {}", j.path))?;
+    Ok(df)
+}
+
+fn skip_bom(b: &[u8]) -> &[u8] {
+    b.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(b)
+}
+
+/// Splits a frame by a mask; nulls in the mask count as false.
+pub(crate) fn split(df: &DataFrame, mask: &BooleanChunked) -> PolarsResult<(DataFrame, DataFrame)> {
+    let mask = if mask.null_count() > 0 {
+        mask.fill_null_with_values(false)?
+    } else {
+        mask.clone()
+    };
+    Ok((df.filter(&mask)?, df.filter(&!&mask)?))
+}
+
+impl CompiledStep {
+    /// Runs the step on a batch.
+    pub fn apply(&mut self, df: DataFrame, outcome: &mut Outcome) -> Result<DataFrame, EtlError> {
+        let label = self.label.clone();
+        let ctx = || label.clone();
+        match &mut self.action {
+            Action::Dedup { columns, seen } => {
+                let names: Vec<PlSmallStr> = match columns {
+                    Some(c) => c.clone(),
+                    None => df
+                        .get_column_names()
+                        .into_iter()
+                        .filter(|n| n.as_str() != LINE_COLUMN)
+                        .cloned()
+                        .collect(),
+                };
+                let hashes = row_hashes(&df, &names).context(ctx)?;
+                let keep: BooleanChunked = hashes.into_iter().map(|h| seen.insert(h)).collect();
+                let kept = df.filter(&keep).context(ctx)?;
+                outcome.duplicates += (df.height() - kept.height()) as u64;
+                Ok(kept)
+            }
+            Action::FillNull(values) => {
+                let mut exprs = Vec::with_capacity(values.len());
+                for (name, v) in values.iter() {
+                    let dtype = df.column(name).context(ctx)?.dtype().clone();
+                    let fill =
+                        typed_fill(v, &dtype).map_err(|m| self_error(self.line, &label, m))?;
+                    exprs.push(col(name.as_str()).fill_null(fill));
+                }
+                df.lazy().with_columns(exprs).collect().context(ctx)
+            }
+            Action::Derive(expr) => df.lazy().with_column(expr.clone()).collect().context(ctx),
+            Action::Filter {
+                name,
+                condition,
+                expr,
+            } => {
+                let mask = df
+                    .clone()
+                    .lazy()
+                    .select([expr.clone().alias("__keep")])
+                    .collect()
+                    .context(ctx)?;
+                let mask = mask
+                    .column("__keep")
+                    .and_then(|c| c.bool().cloned())
+                    .context(|| format!("{label}: `{condition}` is not a boolean condition"))?;
+                let (kept, rejected) = split(&df, &mask).context(ctx)?;
+                if rejected.height() > 0 {
+                    outcome.rejected.push(Rejected {
+                        frame: rejected,
+                        code: format!("filter:{name}"),
+                        reasons: Reasons::Same(format!("filter {name}: `{condition}` is not true")),
+                    });
+                }
+                Ok(kept)
+            }
+            Action::Join {
+                reference,
+                left_on,
+                right_on,
+            } => {
+                let left_type = df.column(left_on).context(ctx)?.dtype().clone();
+                let right = reference
+                    .clone()
+                    .lazy()
+                    .with_column(col(right_on.as_str()).cast(left_type));
+                let mut args = JoinArgs::new(JoinType::Left);
+                args.maintain_order = MaintainOrderJoin::Left;
+                df.lazy()
+                    .join(
+                        right,
+                        [col(left_on.as_str())],
+                        [col(right_on.as_str())],
+                        args,
+                    )
+                    .collect()
+                    .context(ctx)
+            }
+            Action::Cast { column, to } => cast_column(df, column, *to, outcome).context(ctx),
+        }
+    }
+}
+
+fn self_error(line: Option<u64>, label: &str, message: String) -> EtlError {
+    SpecError::at(line, label, message).into()
+}
+
+/// Casts a column; rows whose value does not convert are rejected, never nulled.
+fn cast_column(
+    df: DataFrame,
+    column: &str,
+    to: ColumnType,
+    outcome: &mut Outcome,
+) -> PolarsResult<DataFrame> {
+    let source = df.column(column)?.clone();
+    let target = to.to_polars();
+    if source.dtype() == &target {
+        return Ok(df);
+    }
+    let (converted, failures): (Column, Vec<Option<String>>) =
+        if source.dtype() == &DataType::String {
+            // Text goes through the same parsers as input, with the same messages.
+            let field = FieldSpec {
+                name: column.to_string(),
+                ty: to,
+                required: false,
+                format: None,
+            };
+            let ca = source.str()?;
+            let mut typer = crate::batch::Typer::new(std::slice::from_ref(&field), &[], ca.len());
+            let mut failures = Vec::with_capacity(ca.len());
+            struct One<'a>(Option<&'a str>);
+            impl Record for One<'_> {
+                fn field(&self, _: usize) -> Result<Field<'_>, String> {
+                    Ok(self.0.map_or(Field::Absent, Field::Text))
+                }
+            }
+            for v in ca.iter() {
+                match typer.push(0, &One(v)) {
+                    Ok(()) => failures.push(None),
+                    Err(r) => {
+                        typer.push(0, &One(None)).ok();
+                        failures.push(Some(r.reason));
+                    }
+                }
+            }
+            let typed = typer.finish()?;
+            (typed.column(column)?.clone(), failures)
+        } else {
+            let cast = source
+                .cast_with_options(&target, polars::chunked_array::cast::CastOptions::NonStrict)?;
+            let failures = source
+                .is_not_null()
+                .iter()
+                .zip(cast.is_null().iter())
+                .zip(source.as_materialized_series().iter())
+                .map(|((was, now), value)| {
+                    (was.unwrap_or(false) && now.unwrap_or(false))
+                        .then(|| format!("field '{column}': {value} cannot be cast to {to}"))
+                })
+                .collect();
+            (cast, failures)
+        };
+    let ok: BooleanChunked = failures.iter().map(Option::is_none).collect();
+    let mut df = df;
+    df.with_column(converted.with_name(column.into()))?;
+    if ok.all() {
+        return Ok(df);
+    }
+    let (kept, mut rejected) = split(&df, &ok)?;
+    // The rejected rows keep their original values, not the failed conversion.
+    rejected.with_column(source.filter(&!&ok)?)?;
+    outcome.rejected.push(Rejected {
+        frame: rejected,
+        code: format!("invalid_cast:{column}"),
+        reasons: Reasons::PerRow(failures.into_iter().flatten().collect()),
+    });
+    Ok(kept)
+}

@@ -1,0 +1,476 @@
+//! Parquet output: hive-partitioned data files and the quarantine file. Each partition
+//! buffers rows up to a row group and writes it, so memory is bounded by partitions x row
+//! group size, not by the input.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use polars::io::parquet::write::BatchedWriter;
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::batch::LINE_COLUMN;
+use crate::error::{EtlError, PolarsContext};
+use crate::spec::Compression;
+use crate::steps::{Reasons, Rejected};
+
+/// Hive's name for a null partition value.
+pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// Above this many partitions in one input the spec is almost surely partitioning by a
+/// high-cardinality column; refusing beats opening thousands of files.
+const MAX_PARTITIONS: usize = 5_000;
+
+/// A file the run wrote.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OutputFile {
+    /// Relative to the output root, with `/` separators (`country=US/part.parquet`).
+    pub path: String,
+    /// Partition column -> value, as in the path.
+    pub partition: BTreeMap<String, String>,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+pub(crate) fn parquet_compression(c: Compression) -> ParquetCompression {
+    match c {
+        Compression::Zstd => ParquetCompression::Zstd(None),
+        Compression::Snappy => ParquetCompression::Snappy,
+        Compression::Gzip => ParquetCompression::Gzip(None),
+        Compression::Uncompressed => ParquetCompression::Uncompressed,
+    }
+}
+
+struct Partition {
+    values: Vec<String>,
+    rel_path: String,
+    pending: Vec<DataFrame>,
+    pending_rows: usize,
+    writer: Option<BatchedWriter<BufWriter<File>>>,
+    rows: u64,
+}
+
+pub(crate) struct PartitionedWriter {
+    root: PathBuf,
+    file_name: String,
+    partition_by: Vec<String>,
+    compression: ParquetCompression,
+    row_group_size: usize,
+    /// The schema every data file has (partition columns excluded).
+    schema: Schema,
+    partitions: HashMap<Vec<String>, Partition>,
+}
+
+impl PartitionedWriter {
+    pub fn new(
+        root: &Path,
+        source_id: &str,
+        partition_by: &[String],
+        compression: Compression,
+        row_group_size: usize,
+        output_schema: &Schema,
+    ) -> Self {
+        let mut schema = output_schema.clone();
+        for p in partition_by {
+            schema.shift_remove(p.as_str());
+        }
+        Self {
+            root: root.to_path_buf(),
+            file_name: format!("{source_id}.parquet"),
+            partition_by: partition_by.to_vec(),
+            compression: parquet_compression(compression),
+            row_group_size,
+            schema,
+            partitions: HashMap::new(),
+        }
+    }
+
+    pub fn write(&mut self, df: DataFrame) -> Result<(), EtlError> {
+        if df.height() == 0 {
+            return Ok(());
+        }
+        let parts = if self.partition_by.is_empty() {
+            vec![df]
+        } else {
+            df.partition_by_stable(self.partition_by.iter().map(String::as_str), true)
+                .context(|| "partitioning output".to_string())?
+        };
+        for part in parts {
+            let values = self
+                .partition_by
+                .iter()
+                .map(|p| partition_value(&part, p))
+                .collect::<PolarsResult<Vec<_>>>()
+                .context(|| "reading partition values".to_string())?;
+            let data = part
+                .select(self.schema.iter_names().cloned())
+                .context(|| "selecting output columns".to_string())?;
+            if !self.partitions.contains_key(&values) {
+                if self.partitions.len() >= MAX_PARTITIONS {
+                    return Err(crate::error::SpecError::at(
+                        None,
+                        "output.partition_by",
+                        format!(
+                            "more than {MAX_PARTITIONS} partitions in one input: partition by \
+                             lower-cardinality columns"
+                        ),
+                    )
+                    .into());
+                }
+                let rel_dir: Vec<String> = self
+                    .partition_by
+                    .iter()
+                    .zip(&values)
+                    .map(|(k, v)| format!("{}={}", escape_path(k), escape_path(v)))
+                    .collect();
+                let mut rel_path = rel_dir.join("/");
+                if !rel_path.is_empty() {
+                    rel_path.push('/');
+                }
+                rel_path.push_str(&self.file_name);
+                self.partitions.insert(
+                    values.clone(),
+                    Partition {
+                        values: values.clone(),
+                        rel_path,
+                        pending: Vec::new(),
+                        pending_rows: 0,
+                        writer: None,
+                        rows: 0,
+                    },
+                );
+            }
+            let partition = self.partitions.get_mut(&values).expect("inserted above");
+            partition.pending_rows += data.height();
+            partition.pending.push(data);
+            if partition.pending_rows >= self.row_group_size {
+                flush(
+                    partition,
+                    &self.root,
+                    &self.schema,
+                    self.compression,
+                    self.row_group_size,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered and closes every file.
+    pub fn finish(mut self) -> Result<Vec<OutputFile>, EtlError> {
+        let mut files = Vec::with_capacity(self.partitions.len());
+        for partition in self.partitions.values_mut() {
+            flush(
+                partition,
+                &self.root,
+                &self.schema,
+                self.compression,
+                self.row_group_size,
+            )?;
+            let Some(writer) = partition.writer.take() else {
+                continue;
+            };
+            let bytes = writer
+                .finish()
+                .context(|| format!("closing {}", partition.rel_path))?;
+            files.push(OutputFile {
+                path: partition.rel_path.clone(),
+                partition: self
+                    .partition_by
+                    .iter()
+                    .cloned()
+                    .zip(partition.values.iter().cloned())
+                    .collect(),
+                rows: partition.rows,
+                bytes,
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+}
+
+/// Writes a partition's buffered rows as row groups of at most `row_group_size`.
+fn flush(
+    p: &mut Partition,
+    root: &Path,
+    schema: &Schema,
+    compression: ParquetCompression,
+    row_group_size: usize,
+) -> Result<(), EtlError> {
+    if p.pending_rows == 0 {
+        return Ok(());
+    }
+    let path = root.join(&p.rel_path);
+    if p.writer.is_none() {
+        p.writer = Some(open_writer(&path, schema, compression)?);
+    }
+    let writer = p.writer.as_mut().expect("opened above");
+    let mut frames = std::mem::take(&mut p.pending).into_iter();
+    let mut df = frames.next().expect("pending_rows > 0");
+    for f in frames {
+        df.vstack_mut_owned(f)
+            .context(|| format!("buffering {}", p.rel_path))?;
+    }
+    let mut offset = 0usize;
+    while offset < df.height() {
+        let len = row_group_size.min(df.height() - offset);
+        let mut chunk = df.slice(offset as i64, len);
+        chunk.rechunk_mut();
+        writer
+            .write_batch(&chunk)
+            .context(|| format!("writing {}", path.display()))?;
+        offset += len;
+    }
+    p.rows += df.height() as u64;
+    p.pending_rows = 0;
+    Ok(())
+}
+
+fn open_writer(
+    path: &Path,
+    schema: &Schema,
+    compression: ParquetCompression,
+) -> Result<BatchedWriter<BufWriter<File>>, EtlError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| EtlError::io(format!("creating {}", dir.display()), e))?;
+    }
+    let file =
+        File::create(path).map_err(|e| EtlError::io(format!("creating {}", path.display()), e))?;
+    ParquetWriter::new(BufWriter::with_capacity(1 << 20, file))
+        .with_compression(compression)
+        .with_statistics(StatisticsOptions::full())
+        .batched(schema)
+        .context(|| format!("starting {}", path.display()))
+}
+
+/// A partition value as its path text. Partitions hold one value each.
+fn partition_value(df: &DataFrame, column: &str) -> PolarsResult<String> {
+    let c = df.column(column)?;
+    Ok(match c.get(0)? {
+        AnyValue::Null => NULL_PARTITION.to_string(),
+        AnyValue::String(s) => s.to_string(),
+        AnyValue::StringOwned(s) => s.to_string(),
+        other => {
+            let as_text = c.slice(0, 1).cast(&DataType::String)?;
+            as_text
+                .str()?
+                .get(0)
+                .map_or_else(|| other.to_string(), String::from)
+        }
+    })
+}
+
+/// Escapes a partition key or value as Hive does, so `/`, `=` and friends cannot change
+/// the directory structure.
+pub fn escape_path(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let needs = c.is_control()
+            || matches!(
+                c,
+                '"' | '#'
+                    | '%'
+                    | '\''
+                    | '*'
+                    | '/'
+                    | ':'
+                    | '='
+                    | '?'
+                    | '\\'
+                    | '\x7f'
+                    | '{'
+                    | '['
+                    | ']'
+                    | '^'
+            );
+        if needs {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Rejected rows with their reason, written as Parquet: every source column as text (the
+/// value as it was read), `_source_line`, `_reject_code`, `_reject_reason`, `_raw`.
+pub(crate) struct QuarantineWriter {
+    path: PathBuf,
+    source_columns: Vec<String>,
+    compression: ParquetCompression,
+    pending: Vec<DataFrame>,
+    pending_rows: usize,
+    writer: Option<BatchedWriter<BufWriter<File>>>,
+    rows: u64,
+    pub by_code: BTreeMap<String, u64>,
+    schema: Schema,
+}
+
+const QUARANTINE_FLUSH_ROWS: usize = 65_536;
+
+impl QuarantineWriter {
+    pub fn new(path: PathBuf, source_columns: &[String], compression: Compression) -> Self {
+        let mut schema = Schema::with_capacity(source_columns.len() + 4);
+        for c in source_columns {
+            schema.insert(c.as_str().into(), DataType::String);
+        }
+        for (name, dtype) in [
+            ("_source_line", DataType::UInt64),
+            ("_reject_code", DataType::String),
+            ("_reject_reason", DataType::String),
+            ("_raw", DataType::String),
+        ] {
+            schema.insert(name.into(), dtype);
+        }
+        Self {
+            path,
+            source_columns: source_columns.to_vec(),
+            compression: parquet_compression(compression),
+            pending: Vec::new(),
+            pending_rows: 0,
+            writer: None,
+            rows: 0,
+            by_code: BTreeMap::new(),
+            schema,
+        }
+    }
+
+    /// A record the reader or typer refused: its fields as text, or its raw text.
+    pub fn push_raw(
+        &mut self,
+        line: u64,
+        fields: Vec<Option<String>>,
+        raw: Option<String>,
+        code: String,
+        reason: String,
+    ) -> Result<(), EtlError> {
+        let mut columns: Vec<Column> = self
+            .source_columns
+            .iter()
+            .zip(fields.into_iter().chain(std::iter::repeat(None)))
+            .map(|(name, v)| Column::new(name.as_str().into(), [v]))
+            .collect();
+        columns.push(Column::new("_source_line".into(), [line]));
+        columns.push(Column::new("_reject_code".into(), [code.clone()]));
+        columns.push(Column::new("_reject_reason".into(), [reason]));
+        columns.push(Column::new("_raw".into(), [raw]));
+        let df = DataFrame::new(1, columns).context(|| "building a quarantine row".to_string())?;
+        self.push_frame_rows(df, code, 1)
+    }
+
+    /// Rows a step or rule refused, with their typed values turned to text.
+    pub fn push_rejected(&mut self, r: Rejected) -> Result<(), EtlError> {
+        let n = r.frame.height();
+        if n == 0 {
+            return Ok(());
+        }
+        let mut columns = Vec::with_capacity(self.schema.len());
+        for name in &self.source_columns {
+            let c = match r.frame.column(name) {
+                Ok(c) => c
+                    .cast(&DataType::String)
+                    .context(|| format!("quarantining column {name}"))?,
+                Err(_) => Column::full_null(name.as_str().into(), n, &DataType::String),
+            };
+            columns.push(c);
+        }
+        let lines = r
+            .frame
+            .column(LINE_COLUMN)
+            .context(|| "quarantining rows".to_string())?
+            .clone()
+            .with_name("_source_line".into());
+        columns.push(lines);
+        columns.push(Column::new_scalar(
+            "_reject_code".into(),
+            Scalar::new(
+                DataType::String,
+                AnyValue::StringOwned(r.code.as_str().into()),
+            ),
+            n,
+        ));
+        let reasons = match r.reasons {
+            Reasons::Same(s) => Column::new_scalar(
+                "_reject_reason".into(),
+                Scalar::new(DataType::String, AnyValue::StringOwned(s.into())),
+                n,
+            ),
+            Reasons::PerRow(v) => Column::new("_reject_reason".into(), v),
+        };
+        columns.push(reasons);
+        columns.push(Column::full_null("_raw".into(), n, &DataType::String));
+        let df = DataFrame::new(n, columns).context(|| "building quarantine rows".to_string())?;
+        self.push_frame_rows(df, r.code, n as u64)
+    }
+
+    fn push_frame_rows(&mut self, df: DataFrame, code: String, n: u64) -> Result<(), EtlError> {
+        *self.by_code.entry(code).or_default() += n;
+        self.pending_rows += df.height();
+        self.pending.push(df);
+        if self.pending_rows >= QUARANTINE_FLUSH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), EtlError> {
+        if self.pending_rows == 0 {
+            return Ok(());
+        }
+        if self.writer.is_none() {
+            self.writer = Some(open_writer(&self.path, &self.schema, self.compression)?);
+        }
+        let mut frames = std::mem::take(&mut self.pending).into_iter();
+        let mut df = frames.next().expect("pending_rows > 0");
+        for f in frames {
+            df.vstack_mut_owned(f)
+                .context(|| "buffering quarantine rows".to_string())?;
+        }
+        df.rechunk_mut();
+        let writer = self.writer.as_mut().expect("opened above");
+        writer
+            .write_batch(&df)
+            .context(|| format!("writing {}", self.path.display()))?;
+        self.rows += df.height() as u64;
+        self.pending_rows = 0;
+        Ok(())
+    }
+
+    pub fn total(&self) -> u64 {
+        self.by_code.values().sum()
+    }
+
+    /// Closes the file; `None` when nothing was quarantined.
+    pub fn finish(mut self) -> Result<Option<(PathBuf, u64, u64)>, EtlError> {
+        self.flush()?;
+        match self.writer.take() {
+            None => Ok(None),
+            Some(w) => {
+                let bytes = w
+                    .finish()
+                    .context(|| format!("closing {}", self.path.display()))?;
+                Ok(Some((self.path, self.rows, bytes)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hive_escaping_keeps_paths_flat() {
+        assert_eq!(escape_path("US"), "US");
+        assert_eq!(escape_path("a/b=c"), "a%2Fb%3Dc");
+        assert_eq!(escape_path("100%"), "100%25");
+        assert_eq!(escape_path("São Paulo"), "São Paulo");
+    }
+}
