@@ -1,0 +1,7 @@
+"""LocalStack plugins for running this project's Rust Lambdas and Glue with no Docker.
+
+- ``localstack.lambda.runtime_executor`` / ``host``: runs provided.al2023 / provided.al2
+  functions' ``bootstrap`` as host processes (see host_executor.py);
+- ``localstack.aws.provider`` / ``glue:default``: the Glue API served by the moto that
+  LocalStack bundles (see glue.py).
+"""

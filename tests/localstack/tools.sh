@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Build tools for Lambda zips (cargo-lambda from PyPI), and the probe Lambda used by the tests.
+#
+#   tools.sh install       venv with cargo-lambda (idempotent); prints nothing else
+#   tools.sh cargo-lambda  print the path of the cargo-lambda binary
+#   tools.sh build-probe   build tests/probe-lambda with cargo-lambda; print the zip's path
+#
+# Builds use --compiler cargo and --disable-optimizations: cargo-lambda's release
+# "optimizations" set panic=abort, LTO, strip and -C target-cpu=haswell, which changes every
+# crate's build flags and recompiles the whole dependency tree a second time next to the one
+# `cargo build --release` / `cargo test --release` use. Without them both share one tree.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+REQS="$HERE/tools-requirements.txt"
+CACHE_DIR="${ETL_CACHE_DIR:-$HOME/.cache/serverless-etl}"
+VENV="$CACHE_DIR/tools-$(sha256sum "$REQS" | cut -c1-12)"
+
+log() { printf 'tools.sh: %s\n' "$*" >&2; }
+
+cmd_install() {
+    [[ -f "$VENV/.installed" ]] && return 0
+    log "creating $VENV"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$REQS"
+    touch "$VENV/.installed"
+}
+
+# Same target dir as plain cargo: CARGO_TARGET_DIR if set, else the workspace's target/.
+target_dir() { echo "${CARGO_TARGET_DIR:-$REPO/target}"; }
+
+cmd_build_probe() {
+    cmd_install
+    (cd "$REPO" && "$VENV/bin/cargo-lambda" lambda build --release --compiler cargo \
+        --disable-optimizations -p probe-lambda --output-format zip --quiet) >&2
+    local zip
+    zip="$(target_dir)/lambda/probe-lambda/bootstrap.zip"
+    [[ -f "$zip" ]] || { log "error: cargo-lambda built no $zip"; exit 1; }
+    echo "$zip"
+}
+
+case "${1:-}" in
+    install) cmd_install ;;
+    cargo-lambda) cmd_install; echo "$VENV/bin/cargo-lambda" ;;
+    build-probe) cmd_build_probe ;;
+    *) echo "usage: $0 {install|cargo-lambda|build-probe}" >&2; exit 2 ;;
+esac
