@@ -97,8 +97,7 @@ impl Pipeline {
                 .into());
             }
         }
-        // Steps must not reset state a real run depends on (dedup's seen set).
-        let steps = steps::compile(&spec, now.timestamp_micros(), loader)?;
+        // The dry run saw no rows, so the steps' state (dedup's seen set) is still empty.
         Ok(Self {
             spec,
             steps,
