@@ -1,0 +1,138 @@
+//! Helpers for the integration tests: LocalStack up once per test binary, SDK config for
+//! it, unique resource names, polling with deadlines.
+//!
+//! Tests talk to `http://127.0.0.1:4566` (or `ETL_LOCALSTACK_ENDPOINT`) with test
+//! credentials in us-east-1. When no endpoint is set, `tests/localstack/localstack.sh up`
+//! is run once (a no-op if LocalStack already answers).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::Credentials;
+
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4566";
+pub const REGION: &str = "us-east-1";
+/// The account LocalStack uses for test credentials.
+pub const ACCOUNT: &str = "000000000000";
+
+static LOCALSTACK: OnceLock<String> = OnceLock::new();
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+/// The LocalStack endpoint, starting LocalStack first if needed (once per test binary).
+pub fn localstack_endpoint() -> &'static str {
+    LOCALSTACK.get_or_init(|| {
+        if let Ok(endpoint) = std::env::var("ETL_LOCALSTACK_ENDPOINT")
+            && !endpoint.trim().is_empty()
+        {
+            return endpoint.trim().to_string();
+        }
+        let script = repo_root().join("tests/localstack/localstack.sh");
+        let status = Command::new(&script)
+            .arg("up")
+            .status()
+            .unwrap_or_else(|e| panic!("running {} up: {e}", script.display()));
+        assert!(
+            status.success(),
+            "{} up failed ({status}); see build/localstack/localstack.log",
+            script.display()
+        );
+        DEFAULT_ENDPOINT.to_string()
+    })
+}
+
+/// SDK config for LocalStack: endpoint, static test credentials, us-east-1.
+pub async fn sdk_config() -> SdkConfig {
+    let endpoint = localstack_endpoint();
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "integration-tests",
+        ))
+        .load()
+        .await
+}
+
+/// A name unique to this process and call: `<prefix>-<millis>-<pid>-<n>`, lowercase,
+/// valid as an S3 bucket, Glue, SNS, SQS, SSM or Step Functions name.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{millis}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Creates a bucket with a unique name and returns the name.
+pub async fn new_bucket(s3: &aws_sdk_s3::Client, prefix: &str) -> String {
+    let bucket = unique_name(prefix);
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("creating bucket {bucket}: {e:?}"));
+    bucket
+}
+
+/// Polls `check` until it yields `Some` or `timeout` passes (then panics with `what`).
+pub async fn poll_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Puts `keys` (small bodies) with at most `concurrency` requests in flight.
+pub async fn put_many(s3: &aws_sdk_s3::Client, bucket: &str, keys: &[String], concurrency: usize) {
+    use futures::StreamExt;
+    futures::stream::iter(keys.iter().map(|key| {
+        let s3 = s3.clone();
+        let bucket = bucket.to_string();
+        let key = key.clone();
+        async move {
+            s3.put_object()
+                .bucket(&bucket)
+                .key(&key)
+                .body(aws_sdk_s3::primitives::ByteStream::from(
+                    format!("id\n{key}\n").into_bytes(),
+                ))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("putting s3://{bucket}/{key}: {e:?}"));
+        }
+    }))
+    .buffer_unordered(concurrency)
+    .collect::<Vec<()>>()
+    .await;
+}
