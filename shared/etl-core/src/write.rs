@@ -19,6 +19,11 @@ use crate::steps::{Reasons, Rejected};
 /// Hive's name for a null partition value.
 pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
+/// Rows buffered across all partitions before the largest buffers are written out as
+/// (smaller) row groups. Without it, many partitions that each stay under a row group
+/// would hold the whole output in memory.
+const MAX_BUFFERED_ROWS: usize = 262_144;
+
 /// Above this many partitions in one input the spec is almost surely partitioning by a
 /// high-cardinality column; refusing beats opening thousands of files.
 const MAX_PARTITIONS: usize = 5_000;
@@ -61,6 +66,7 @@ pub(crate) struct PartitionedWriter {
     /// The schema every data file has (partition columns excluded).
     schema: Schema,
     partitions: HashMap<Vec<String>, Partition>,
+    buffered_rows: usize,
 }
 
 impl PartitionedWriter {
@@ -84,6 +90,7 @@ impl PartitionedWriter {
             row_group_size,
             schema,
             partitions: HashMap::new(),
+            buffered_rows: 0,
         }
     }
 
@@ -106,6 +113,7 @@ impl PartitionedWriter {
                 .context(|| "reading partition values".to_string())?;
             let data = part
                 .select(self.schema.iter_names().cloned())
+                .and_then(compact_strings)
                 .context(|| "selecting output columns".to_string())?;
             if !self.partitions.contains_key(&values) {
                 if self.partitions.len() >= MAX_PARTITIONS {
@@ -144,8 +152,10 @@ impl PartitionedWriter {
             }
             let partition = self.partitions.get_mut(&values).expect("inserted above");
             partition.pending_rows += data.height();
+            self.buffered_rows += data.height();
             partition.pending.push(data);
             if partition.pending_rows >= self.row_group_size {
+                self.buffered_rows -= partition.pending_rows;
                 flush(
                     partition,
                     &self.root,
@@ -154,6 +164,35 @@ impl PartitionedWriter {
                     self.row_group_size,
                 )?;
             }
+        }
+        if self.buffered_rows > MAX_BUFFERED_ROWS {
+            self.flush_largest()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the fullest buffers until at most half the budget is held.
+    fn flush_largest(&mut self) -> Result<(), EtlError> {
+        let mut by_size: Vec<(usize, Vec<String>)> = self
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.pending_rows > 0)
+            .map(|(k, p)| (p.pending_rows, k.clone()))
+            .collect();
+        by_size.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        for (rows, key) in by_size {
+            if self.buffered_rows <= MAX_BUFFERED_ROWS / 2 {
+                break;
+            }
+            let partition = self.partitions.get_mut(&key).expect("listed above");
+            flush(
+                partition,
+                &self.root,
+                &self.schema,
+                self.compression,
+                self.row_group_size,
+            )?;
+            self.buffered_rows -= rows;
         }
         Ok(())
     }
@@ -245,6 +284,30 @@ fn open_writer(
         .with_statistics(StatisticsOptions::full())
         .batched(schema)
         .context(|| format!("starting {}", path.display()))
+}
+
+/// Copies string values out of the batch's shared buffers. A partition's rows are a gather
+/// of the batch, and gathered strings keep the whole batch's buffers alive: a small
+/// partition buffered across many batches would pin all of them.
+fn compact_strings(df: DataFrame) -> PolarsResult<DataFrame> {
+    let height = df.height();
+    let columns = df
+        .columns()
+        .iter()
+        .cloned()
+        .map(|c| match c.dtype() {
+            DataType::String => {
+                let ca = c.str()?;
+                let compacted = StringChunked::from_chunk_iter(
+                    ca.name().clone(),
+                    ca.downcast_iter().map(|arr| arr.clone().gc()),
+                );
+                Ok(compacted.into_column())
+            }
+            _ => Ok(c),
+        })
+        .collect::<PolarsResult<Vec<_>>>()?;
+    DataFrame::new(height, columns)
 }
 
 /// A partition value as its path text. Partitions hold one value each.
