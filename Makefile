@@ -36,14 +36,15 @@ lint: ## rustfmt check and clippy -D warnings
 	cargo clippy --release --workspace --all-targets --locked -- -D warnings
 
 .PHONY: test
-test: test-rust test-localstack ## Run the whole test suite (Rust, then LocalStack)
+test: ## Run the whole test suite (starts and stops LocalStack itself)
+	tests/run-all.sh
 
 .PHONY: test-rust
-test-rust: ## Unit and integration tests of the Rust crates
+test-rust: ## Rust tests only (integration tests start LocalStack if it is not up)
 	cargo test --release --workspace --locked
 
 .PHONY: test-localstack
-test-localstack: ## LocalStack host-mode suite (installs and starts what it needs)
+test-localstack: ## LocalStack harness suite only (installs and starts what it needs)
 	tests/localstack/run-tests.sh
 
 .PHONY: validate-spec

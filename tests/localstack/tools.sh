@@ -33,8 +33,10 @@ target_dir() { echo "${CARGO_TARGET_DIR:-$REPO/target}"; }
 
 cmd_build_probe() {
     cmd_install
+    # --workspace, not -p probe-lambda: one feature set for shared dependencies, the same
+    # as `cargo build/test --workspace`, so nothing (polars, the SDK) compiles twice.
     (cd "$REPO" && "$VENV/bin/cargo-lambda" lambda build --release --compiler cargo \
-        --disable-optimizations -p probe-lambda --output-format zip --quiet) >&2
+        --disable-optimizations --workspace --output-format zip --quiet) >&2
     local zip
     zip="$(target_dir)/lambda/probe-lambda/bootstrap.zip"
     [[ -f "$zip" ]] || { log "error: cargo-lambda built no $zip"; exit 1; }
