@@ -179,7 +179,7 @@ impl PartitionedWriter {
             .filter(|(_, p)| p.pending_rows > 0)
             .map(|(k, p)| (p.pending_rows, k.clone()))
             .collect();
-        by_size.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        by_size.sort_unstable_by_key(|(rows, _)| std::cmp::Reverse(*rows));
         for (rows, key) in by_size {
             if self.buffered_rows <= MAX_BUFFERED_ROWS / 2 {
                 break;
