@@ -136,3 +136,104 @@ pub async fn put_many(s3: &aws_sdk_s3::Client, bucket: &str, keys: &[String], co
     .collect::<Vec<()>>()
     .await;
 }
+
+/// An SNS topic with an SQS queue subscribed, to read published messages back.
+pub struct TopicQueue {
+    pub topic_arn: String,
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+}
+
+impl TopicQueue {
+    pub async fn new(conf: &SdkConfig, prefix: &str) -> Self {
+        let sns = aws_sdk_sns::Client::new(conf);
+        let sqs = aws_sdk_sqs::Client::new(conf);
+        let topic_arn = sns
+            .create_topic()
+            .name(unique_name(prefix))
+            .send()
+            .await
+            .expect("create topic")
+            .topic_arn
+            .expect("topic arn");
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(unique_name(prefix))
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue url");
+        let queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .expect("queue arn");
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(&queue_arn)
+            .send()
+            .await
+            .expect("subscribe");
+        Self {
+            topic_arn,
+            sqs,
+            queue_url,
+        }
+    }
+
+    /// The next SNS envelope (`Subject`, `Message`, ...) delivered to the queue.
+    pub async fn next_message(&self, timeout: Duration) -> serde_json::Value {
+        poll_until("an SNS message in SQS", timeout, || async {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive message");
+            out.messages
+                .unwrap_or_default()
+                .first()
+                .and_then(|m| m.body.as_deref())
+                .map(|b| serde_json::from_str(b).expect("SNS envelope JSON"))
+        })
+        .await
+    }
+}
+
+/// Every key under `prefix`, sorted.
+pub async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let mut keys: Vec<String> = etl_aws::s3::list_objects(s3, bucket, prefix, None, |_| true)
+        .await
+        .expect("list objects")
+        .objects
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// An object's bytes.
+pub async fn get_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    s3.get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("getting s3://{bucket}/{key}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .expect("object body")
+        .into_bytes()
+        .to_vec()
+}

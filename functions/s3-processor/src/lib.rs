@@ -1,0 +1,672 @@
+//! s3-processor: an object landed under a dataset's prefix becomes partitioned Parquet in
+//! the processed bucket, its rejected rows a quarantine file, its run a manifest; the Glue
+//! table is created or evolved and the new partitions registered, so Athena sees the data
+//! without a crawler.
+//!
+//! Output keys derive from the source bucket and key, so a redelivered event (or a new
+//! version of the same key) rewrites the same objects; files an earlier version wrote in
+//! partitions the new one no longer has are deleted, using the earlier manifest.
+
+mod event;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use etl_aws::EtlError;
+use etl_aws::config::{self, ConfigError, EnvSource, ProcessEnv};
+use etl_aws::glue::{self, ColumnSpec, TableSpec};
+use etl_aws::metrics::{Metrics, Unit};
+use etl_core::{Pipeline, PipelineSpec, ReferenceLoader, RunManifest, RunOptions, RunStatus};
+use lambda_runtime::LambdaEvent;
+use serde::Serialize;
+use serde_json::Value;
+
+pub use event::{EventError, ObjectRef, decode_key, objects};
+
+include!(concat!(env!("OUT_DIR"), "/specs.rs"));
+
+/// Where outputs go and what is notified, from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PROCESSED_BUCKET`: Parquet data and manifests.
+    pub processed_bucket: String,
+    /// `QUARANTINE_BUCKET` (default: the processed bucket).
+    pub quarantine_bucket: String,
+    /// `OUTPUT_PREFIX` (default `processed/`): data under `<prefix><dataset>/`.
+    pub output_prefix: String,
+    /// `QUARANTINE_PREFIX` (default `quarantine/`).
+    pub quarantine_prefix: String,
+    /// `MANIFEST_PREFIX` (default `manifests/`).
+    pub manifest_prefix: String,
+    /// `GLUE_DATABASE`: catalog sync is skipped when unset.
+    pub glue_database: Option<String>,
+    /// `ALERT_TOPIC_ARN`: quality alerts; none when unset.
+    pub alert_topic_arn: Option<String>,
+    /// `PIPELINES_DIR`: specs to use instead of the embedded ones.
+    pub pipelines_dir: Option<PathBuf>,
+    /// `WORK_DIR` (default the system temp dir): where a run stages its files.
+    pub work_dir: PathBuf,
+    /// The dataset specs, checked at cold start.
+    pub specs: Vec<PipelineSpec>,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(env: &impl EnvSource) -> Result<Self, ConfigError> {
+        let processed_bucket = config::required(env, "PROCESSED_BUCKET")?;
+        let prefix = |name: &str, default: &str| {
+            let mut p = config::optional(env, name).unwrap_or_else(|| default.to_string());
+            if !p.is_empty() && !p.ends_with('/') {
+                p.push('/');
+            }
+            p
+        };
+        let pipelines_dir = config::optional(env, "PIPELINES_DIR").map(PathBuf::from);
+        let specs = match &pipelines_dir {
+            Some(dir) => load_specs_dir(dir)?,
+            None => EMBEDDED_SPECS
+                .iter()
+                .map(|(name, yaml)| {
+                    PipelineSpec::from_yaml(yaml, name)
+                        .map_err(|e| config::invalid("PIPELINES_DIR", "(embedded)", e.to_string()))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Self {
+            quarantine_bucket: config::optional(env, "QUARANTINE_BUCKET")
+                .unwrap_or_else(|| processed_bucket.clone()),
+            processed_bucket,
+            output_prefix: prefix("OUTPUT_PREFIX", "processed/"),
+            quarantine_prefix: prefix("QUARANTINE_PREFIX", "quarantine/"),
+            manifest_prefix: prefix("MANIFEST_PREFIX", "manifests/"),
+            glue_database: config::optional(env, "GLUE_DATABASE"),
+            alert_topic_arn: config::optional(env, "ALERT_TOPIC_ARN"),
+            pipelines_dir,
+            work_dir: config::optional(env, "WORK_DIR")
+                .map_or_else(std::env::temp_dir, PathBuf::from),
+            specs,
+        })
+    }
+
+    /// The spec whose source prefix is the longest prefix of `key`.
+    pub fn spec_for(&self, key: &str) -> Option<&PipelineSpec> {
+        self.specs
+            .iter()
+            .filter(|s| key.starts_with(&s.source.prefix))
+            .max_by_key(|s| s.source.prefix.len())
+    }
+
+    /// Objects this function wrote itself must never be processed again.
+    fn is_own_output(&self, bucket: &str, key: &str) -> bool {
+        let in_processed = bucket == self.processed_bucket
+            && (key.starts_with(&self.output_prefix) || key.starts_with(&self.manifest_prefix));
+        let in_quarantine =
+            bucket == self.quarantine_bucket && key.starts_with(&self.quarantine_prefix);
+        in_processed || in_quarantine
+    }
+
+    fn data_prefix(&self, dataset: &str) -> String {
+        format!("{}{dataset}/", self.output_prefix)
+    }
+
+    fn manifest_key(&self, dataset: &str, id: &str) -> String {
+        format!("{}{dataset}/{id}.json", self.manifest_prefix)
+    }
+}
+
+fn load_specs_dir(dir: &Path) -> Result<Vec<PipelineSpec>, ConfigError> {
+    let bad = |reason: String| config::invalid("PIPELINES_DIR", dir.display().to_string(), reason);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| bad(e.to_string()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| PipelineSpec::from_file(p).map_err(|e| bad(e.to_string())))
+        .collect()
+}
+
+/// SDK clients, built once per cold start.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub s3: aws_sdk_s3::Client,
+    pub glue: aws_sdk_glue::Client,
+    pub sns: aws_sdk_sns::Client,
+}
+
+impl Clients {
+    pub fn new(conf: &aws_config::SdkConfig) -> Self {
+        Self {
+            s3: etl_aws::clients::s3(conf),
+            glue: etl_aws::clients::glue(conf),
+            sns: etl_aws::clients::sns(conf),
+        }
+    }
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectResult {
+    pub bucket: String,
+    pub key: String,
+    /// `processed`, `quality_failed`, or `skipped` (with `reason`).
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_in: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_out: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality_score: Option<f64>,
+}
+
+impl ObjectResult {
+    fn skipped(o: &ObjectRef, reason: &str) -> Self {
+        Self {
+            bucket: o.bucket.clone(),
+            key: o.key.clone(),
+            status: "skipped".into(),
+            reason: Some(reason.into()),
+            dataset: None,
+            manifest_key: None,
+            rows_in: None,
+            rows_out: None,
+            quarantined: None,
+            quality_score: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Response {
+    pub objects: Vec<ObjectResult>,
+}
+
+/// Processes every object the event names, in order; the first failure fails the
+/// invocation (so S3/EventBridge retry it, or the Map item's Retry/Catch sees it).
+pub async fn handler(
+    event: LambdaEvent<Value>,
+    clients: &Clients,
+    config: &Config,
+) -> Result<Response, EtlError> {
+    let refs = objects(&event.payload).map_err(|e| EtlError::invalid_input(e.to_string()))?;
+    let mut results = Vec::with_capacity(refs.len());
+    for o in &refs {
+        results.push(process_object(o, clients, config).await?);
+    }
+    Ok(Response { objects: results })
+}
+
+/// A file-name-safe id for the source object: readable stem plus a hash of bucket/key,
+/// so two objects with the same file name in different folders never collide.
+pub fn output_id(bucket: &str, key: &str) -> String {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let hash = etl_aws::stable_hash(format!("{bucket}/{key}").as_bytes());
+    format!("{}-{:016x}", etl_core::source_id(name), hash)
+}
+
+async fn process_object(
+    o: &ObjectRef,
+    clients: &Clients,
+    config: &Config,
+) -> Result<ObjectResult, EtlError> {
+    if config.is_own_output(&o.bucket, &o.key) {
+        tracing::info!(bucket = %o.bucket, key = %o.key, "own output, ignored");
+        return Ok(ObjectResult::skipped(o, "own output"));
+    }
+    if o.key.ends_with('/') {
+        return Ok(ObjectResult::skipped(o, "folder marker"));
+    }
+    let Some(spec) = config.spec_for(&o.key) else {
+        tracing::info!(bucket = %o.bucket, key = %o.key, "no dataset spec for this prefix, ignored");
+        return Ok(ObjectResult::skipped(o, "no dataset spec for this prefix"));
+    };
+    let dataset = spec.name.clone();
+    let id = output_id(&o.bucket, &o.key);
+    let source_name = format!("s3://{}/{}", o.bucket, o.key);
+    tracing::info!(source = %source_name, dataset = %dataset, "processing");
+
+    let object = etl_aws::s3::get_object(&clients.s3, &o.bucket, &o.key).await?;
+    let etag = o.etag.clone().or_else(|| object.etag.clone());
+    let work = tempfile::Builder::new()
+        .prefix("s3-processor-")
+        .tempdir_in(&config.work_dir)
+        .map_err(|e| {
+            EtlError::internal(format!(
+                "creating a work dir in {}: {e}",
+                config.work_dir.display()
+            ))
+        })?;
+    let opts = RunOptions {
+        source_name: source_name.clone(),
+        source_id: id.clone(),
+        etag,
+        data_dir: work.path().join("data"),
+        quarantine_path: work.path().join("quarantine.parquet"),
+        batch_size: etl_core::DEFAULT_BATCH_SIZE,
+    };
+    let loader = S3References {
+        s3: clients.s3.clone(),
+        base: config.pipelines_dir.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let spec = spec.clone();
+    let body = tokio_util::io::SyncIoBridge::new(object.into_reader());
+    // The engine is synchronous and CPU-bound: run it off the async workers; the bridge
+    // streams the S3 body into it, so memory stays flat whatever the object's size.
+    let manifest = tokio::task::spawn_blocking(move || {
+        let pipeline = Pipeline::compile(spec, &loader, Utc::now())?;
+        pipeline.run(body, &opts)
+    })
+    .await
+    .map_err(|e| EtlError::internal(format!("engine task failed: {e}")))?
+    .map_err(|e| engine_error(&source_name, e))?;
+
+    publish(&manifest, work.path(), &dataset, &id, clients, config).await?;
+    if manifest.status == RunStatus::Succeeded
+        && let Some(db) = &config.glue_database
+    {
+        sync_catalog(&manifest, db, &dataset, clients, config).await?;
+    }
+    emit_metrics(&manifest);
+    if (manifest.quality.alert || manifest.status != RunStatus::Succeeded)
+        && let Some(topic) = &config.alert_topic_arn
+    {
+        alert(&manifest, topic, clients).await?;
+    }
+    let c = &manifest.counts;
+    tracing::info!(
+        source = %source_name, dataset = %dataset, rows_in = c.rows_in, rows_out = c.rows_out,
+        duplicates = c.duplicates, quarantined = c.quarantined, score = manifest.quality.score,
+        status = ?manifest.status, "processed"
+    );
+    Ok(ObjectResult {
+        bucket: o.bucket.clone(),
+        key: o.key.clone(),
+        status: match manifest.status {
+            RunStatus::Succeeded => "processed".into(),
+            RunStatus::QualityFailed => "quality_failed".into(),
+        },
+        reason: None,
+        dataset: Some(dataset.clone()),
+        manifest_key: Some(config.manifest_key(&dataset, &id)),
+        rows_in: Some(c.rows_in),
+        rows_out: Some(c.rows_out),
+        quarantined: Some(c.quarantined),
+        quality_score: Some(manifest.quality.score),
+    })
+}
+
+fn engine_error(source: &str, e: etl_core::EtlError) -> EtlError {
+    match e {
+        etl_core::EtlError::Spec(_) | etl_core::EtlError::Input(_) => {
+            EtlError::invalid_input(e.to_string())
+        }
+        // A broken S3 stream surfaces as an I/O error while reading.
+        etl_core::EtlError::Io { .. } => EtlError::transient(format!("{source}: {e}")),
+        etl_core::EtlError::Engine { .. } => EtlError::internal(format!("{source}: {e}")),
+    }
+}
+
+/// Uploads data (only when the quality gate passed), quarantine and manifest, and removes
+/// files an earlier run of the same source wrote that this run did not.
+async fn publish(
+    manifest: &RunManifest,
+    work: &Path,
+    dataset: &str,
+    id: &str,
+    clients: &Clients,
+    config: &Config,
+) -> Result<(), EtlError> {
+    let s3 = &clients.s3;
+    let manifest_key = config.manifest_key(dataset, id);
+    let previous = previous_outputs(s3, &config.processed_bucket, &manifest_key).await?;
+    let data_prefix = config.data_prefix(dataset);
+    let mut written = BTreeSet::new();
+    if manifest.status == RunStatus::Succeeded {
+        for f in &manifest.outputs {
+            let key = format!("{data_prefix}{}", f.path);
+            upload_file(
+                s3,
+                &config.processed_bucket,
+                &key,
+                &work.join("data").join(&f.path),
+            )
+            .await?;
+            written.insert(key);
+        }
+    }
+    for stale in previous.difference(&written) {
+        s3.delete_object()
+            .bucket(&config.processed_bucket)
+            .key(stale)
+            .send()
+            .await
+            .map_err(|e| {
+                EtlError::from_sdk(
+                    format!("deleting stale s3://{}/{stale}", config.processed_bucket),
+                    e,
+                )
+            })?;
+    }
+    let quarantine_key = format!("{}{dataset}/{id}.parquet", config.quarantine_prefix);
+    match &manifest.quarantine {
+        Some(_) => {
+            upload_file(
+                s3,
+                &config.quarantine_bucket,
+                &quarantine_key,
+                &work.join("quarantine.parquet"),
+            )
+            .await?
+        }
+        None => {
+            // A rerun with nothing rejected must not leave the earlier quarantine behind.
+            s3.delete_object()
+                .bucket(&config.quarantine_bucket)
+                .key(&quarantine_key)
+                .send()
+                .await
+                .map_err(|e| {
+                    EtlError::from_sdk(
+                        format!(
+                            "deleting s3://{}/{quarantine_key}",
+                            config.quarantine_bucket
+                        ),
+                        e,
+                    )
+                })?;
+        }
+    }
+    let mut published = manifest.clone();
+    if published.status != RunStatus::Succeeded {
+        published.outputs.clear();
+        published.output_bytes = 0;
+    }
+    if let Some(q) = &mut published.quarantine {
+        q.path = format!("s3://{}/{quarantine_key}", config.quarantine_bucket);
+    }
+    for f in &mut published.outputs {
+        f.path = format!("s3://{}/{data_prefix}{}", config.processed_bucket, f.path);
+    }
+    let body = serde_json::to_vec_pretty(&published)
+        .map_err(|e| EtlError::internal(format!("serialising the manifest: {e}")))?;
+    etl_aws::s3::put_bytes(
+        s3,
+        &config.processed_bucket,
+        &manifest_key,
+        body,
+        Some("application/json"),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The data keys the previous manifest of this source listed (empty when none).
+async fn previous_outputs(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    manifest_key: &str,
+) -> Result<BTreeSet<String>, EtlError> {
+    let object = match etl_aws::s3::get_object(s3, bucket, manifest_key).await {
+        Ok(o) => o,
+        Err(e) if e.kind() == etl_aws::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(e),
+    };
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .map_err(|e| EtlError::transient(format!("reading s3://{bucket}/{manifest_key}: {e}")))?
+        .into_bytes();
+    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let prefix = format!("s3://{bucket}/");
+    Ok(value["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["path"].as_str()?.strip_prefix(&prefix).map(String::from))
+        .collect())
+}
+
+async fn upload_file(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    path: &Path,
+) -> Result<(), EtlError> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| EtlError::internal(format!("opening {}: {e}", path.display())))?;
+    etl_aws::s3::put_object_from_reader(
+        s3,
+        bucket,
+        key,
+        file,
+        &etl_aws::s3::PutOptions {
+            content_type: Some("application/vnd.apache.parquet".into()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+async fn sync_catalog(
+    manifest: &RunManifest,
+    database: &str,
+    dataset: &str,
+    clients: &Clients,
+    config: &Config,
+) -> Result<(), EtlError> {
+    let spec = TableSpec {
+        database: database.to_string(),
+        table: dataset.to_string(),
+        location: format!(
+            "s3://{}/{}",
+            config.processed_bucket,
+            config.data_prefix(dataset)
+        ),
+        columns: manifest
+            .schema
+            .iter()
+            .filter(|c| !c.partition)
+            .map(|c| ColumnSpec::new(&c.name, &c.glue_type))
+            .collect(),
+        // Partition values live in paths as text: string keys are what Athena reads back
+        // without casts, whatever the column's type in the data.
+        partition_keys: manifest
+            .schema
+            .iter()
+            .filter(|c| c.partition)
+            .map(|c| ColumnSpec::new(&c.name, "string"))
+            .collect(),
+    };
+    glue::ensure_database(&clients.glue, database).await?;
+    let outcome = glue::sync_table(&clients.glue, &spec).await?;
+    let partitions: BTreeSet<Vec<String>> = manifest
+        .outputs
+        .iter()
+        .map(|f| {
+            spec.partition_keys
+                .iter()
+                .map(|k| f.partition.get(&k.name).cloned().unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    let partitions: Vec<Vec<String>> = partitions.into_iter().filter(|p| !p.is_empty()).collect();
+    let added = glue::add_partitions(&clients.glue, &spec, &partitions).await?;
+    tracing::info!(
+        table = %format!("{database}.{dataset}"), action = ?outcome.action,
+        added_columns = ?outcome.added_columns, partitions_created = added.created,
+        partitions_existing = added.already_existed, "catalog synced"
+    );
+    Ok(())
+}
+
+fn emit_metrics(m: &RunManifest) {
+    let mut metrics = Metrics::new("ServerlessEtl").dimension("Dataset", m.dataset.clone());
+    let c = &m.counts;
+    metrics.put("RowsIn", c.rows_in as f64, Unit::Count);
+    metrics.put("RowsOut", c.rows_out as f64, Unit::Count);
+    metrics.put("Duplicates", c.duplicates as f64, Unit::Count);
+    metrics.put("Quarantined", c.quarantined as f64, Unit::Count);
+    metrics.put("QualityScore", m.quality.score, Unit::None);
+    metrics.put("DurationMs", m.duration_ms as f64, Unit::Milliseconds);
+    metrics.property("source", m.source.name.clone());
+    metrics.flush();
+}
+
+async fn alert(m: &RunManifest, topic: &str, clients: &Clients) -> Result<(), EtlError> {
+    let failed: Vec<String> = m
+        .quality
+        .rules
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| {
+            format!(
+                "- {} (actual {:.4}, required {:.4}, action {:?})",
+                r.rule, r.actual, r.required, r.action
+            )
+        })
+        .collect();
+    let subject = format!(
+        "ETL quality alert: {} score {:.2}",
+        m.dataset, m.quality.score
+    );
+    let message = format!(
+        "Dataset {} from {}\nstatus: {:?}\nquality score {:.2} (minimum {})\nrows in {} out {} duplicates {} quarantined {}\nfailed rules:\n{}\n",
+        m.dataset,
+        m.source.name,
+        m.status,
+        m.quality.score,
+        m.quality
+            .min_score
+            .map_or_else(|| "none".to_string(), |s| format!("{s:.2}")),
+        m.counts.rows_in,
+        m.counts.rows_out,
+        m.counts.duplicates,
+        m.counts.quarantined,
+        failed.join("\n")
+    );
+    etl_aws::sns::publish(&clients.sns, topic, &subject, &message).await?;
+    Ok(())
+}
+
+/// Reference tables for join steps: `s3://bucket/key`, or a path under PIPELINES_DIR.
+struct S3References {
+    s3: aws_sdk_s3::Client,
+    base: Option<PathBuf>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl ReferenceLoader for S3References {
+    fn load(&self, path: &str) -> Result<Vec<u8>, etl_core::EtlError> {
+        let io = |context: String, e: String| etl_core::EtlError::Io {
+            context,
+            source: std::io::Error::other(e),
+        };
+        if let Some(rest) = path.strip_prefix("s3://") {
+            let (bucket, key) = rest.split_once('/').ok_or_else(|| {
+                io(
+                    format!("reference {path}"),
+                    "expected s3://bucket/key".into(),
+                )
+            })?;
+            // Called from the blocking engine thread, so blocking on the runtime is safe.
+            return self.runtime.block_on(async {
+                let o = etl_aws::s3::get_object(&self.s3, bucket, key)
+                    .await
+                    .map_err(|e| io(format!("reading reference {path}"), e.to_string()))?;
+                o.body
+                    .collect()
+                    .await
+                    .map(|b| b.into_bytes().to_vec())
+                    .map_err(|e| io(format!("reading reference {path}"), e.to_string()))
+            });
+        }
+        let base = self.base.clone().unwrap_or_default();
+        std::fs::read(base.join(path)).map_err(|e| etl_core::EtlError::Io {
+            context: format!("reading reference {path}"),
+            source: e,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn config() -> Config {
+        Config::from_source(&env(&[("PROCESSED_BUCKET", "lake")])).unwrap()
+    }
+
+    #[test]
+    fn config_needs_the_processed_bucket_and_embeds_the_specs() {
+        let err = Config::from_source(&env(&[])).unwrap_err();
+        assert!(err.to_string().contains("PROCESSED_BUCKET"));
+        let c = config();
+        assert!(c.specs.iter().any(|s| s.name == "customers"));
+        assert_eq!(c.quarantine_bucket, "lake");
+        assert_eq!(c.output_prefix, "processed/");
+    }
+
+    #[test]
+    fn routing_by_prefix_and_own_outputs() {
+        let c = config();
+        assert_eq!(
+            c.spec_for("raw-data/customers/2024/a.csv")
+                .map(|s| s.name.as_str()),
+            Some("customers")
+        );
+        assert!(c.spec_for("raw-data/other/a.csv").is_none());
+        assert!(c.is_own_output("lake", "processed/customers/x.parquet"));
+        assert!(c.is_own_output("lake", "manifests/customers/x.json"));
+        assert!(c.is_own_output("lake", "quarantine/customers/x.parquet"));
+        assert!(!c.is_own_output("raw", "processed/customers/x.parquet"));
+    }
+
+    #[test]
+    fn output_ids_are_stable_and_distinct_per_key() {
+        let a = output_id("raw", "raw-data/customers/a b.csv");
+        assert_eq!(a, output_id("raw", "raw-data/customers/a b.csv"));
+        assert!(a.starts_with("a_b.csv-"), "{a}");
+        assert_ne!(a, output_id("raw", "raw-data/customers/2024/a b.csv"));
+        assert_ne!(a, output_id("other", "raw-data/customers/a b.csv"));
+    }
+
+    #[tokio::test]
+    async fn unknown_events_are_invalid_input() {
+        let conf = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let clients = Clients::new(&conf);
+        let event = LambdaEvent::new(
+            serde_json::json!({"hello": "world"}),
+            lambda_runtime::Context::default(),
+        );
+        let err = handler(event, &clients, &config()).await.unwrap_err();
+        assert_eq!(err.error_type(), "InvalidInput");
+    }
+}
