@@ -1,0 +1,438 @@
+//! kinesis-consumer in-process against LocalStack: S3 objects, Step Functions executions,
+//! redelivery, and batchItemFailures on transient S3 and Step Functions failures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Read;
+
+use base64::Engine as _;
+use integration_tests::{ACCOUNT, new_bucket, sdk_config, unique_name};
+use kinesis_consumer::{BatchReport, Clients, Config, KinesisBatch, handler, process};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+
+const SHARD: &str = "shardId-000000000003";
+/// 2024-05-01T12:00:00Z, a window boundary.
+const T0: i64 = 1_714_564_800;
+
+fn seq(i: usize) -> String {
+    format!("4959033827149025660855969253836157109592157598913658{i:04}")
+}
+
+/// A Kinesis event as Lambda delivers it; `payload` is base64-encoded unless it is `Err`
+/// (then the string is put in `data` as is, e.g. invalid base64).
+fn batch(payloads: &[Result<String, &str>]) -> KinesisBatch {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let records: Vec<Value> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let data = match p {
+                Ok(text) => engine.encode(text),
+                Err(raw) => raw.to_string(),
+            };
+            json!({
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": format!("pk-{i}"),
+                    "sequenceNumber": seq(i),
+                    "data": data,
+                    "approximateArrivalTimestamp": T0 as f64 + 0.5 + i as f64,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": format!("{SHARD}:{}", seq(i)),
+                "eventName": "aws:kinesis:record",
+                "awsRegion": "us-east-1",
+                "eventSourceARN": format!("arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/events"),
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+fn page_view(customer: &str, session: &str, secs: i64) -> Result<String, &'static str> {
+    Ok(
+        json!({"event_type": "page_view", "customer_id": customer, "session_id": session,
+              "page_url": "/products/laptop", "timestamp": T0 + secs})
+        .to_string(),
+    )
+}
+
+fn purchase(
+    customer: &str,
+    session: Option<&str>,
+    amount: f64,
+    iso: &str,
+) -> Result<String, &'static str> {
+    let mut e = json!({"event_type": "purchase", "customer_id": customer, "product_id": "P001",
+                       "quantity": 1, "amount": amount, "timestamp": iso});
+    if let Some(s) = session {
+        e["session_id"] = s.into();
+    }
+    Ok(e.to_string())
+}
+
+/// Seven records: page views and purchases over two windows, one record that is not JSON
+/// and one that is not base64. Purchases are at indexes 2 and 5.
+fn mixed_batch() -> KinesisBatch {
+    batch(&[
+        page_view("c1", "s1", 10),
+        page_view("c1", "s1", 70),
+        purchase("c1", Some("s1"), 999.99, "2024-05-01T12:02:30Z"),
+        Ok("Hello World".into()),
+        page_view("c2", "s9", 400),
+        purchase("c2", None, 10.5, "2024-05-01T12:06:00.123456"),
+        Err("%%% not base64 %%%"),
+    ])
+}
+
+struct Setup {
+    clients: Clients,
+    config: Config,
+    machine: String,
+}
+
+async fn setup() -> Setup {
+    let conf = sdk_config().await;
+    let clients = Clients::new(&conf);
+    let bucket = new_bucket(&clients.s3, "kc").await;
+    let machine = clients
+        .sfn
+        .create_state_machine()
+        .name(unique_name("kc-orders"))
+        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/x"))
+        .definition(r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}"#)
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn;
+    let config = Config::from_source(&[
+        ("ARCHIVE_BUCKET", bucket.as_str()),
+        ("ORDER_STATE_MACHINE_ARN", machine.as_str()),
+    ])
+    .unwrap();
+    Setup {
+        clients,
+        config,
+        machine,
+    }
+}
+
+async fn keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let mut keys: Vec<String> = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(String::from))
+        .collect();
+    keys.sort();
+    keys
+}
+
+async fn body(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    s3.get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get s3://{bucket}/{key}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+        .to_vec()
+}
+
+fn ndjson(bytes: &[u8]) -> Vec<Value> {
+    std::str::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+async fn executions(sfn: &aws_sdk_sfn::Client, machine: &str) -> Vec<String> {
+    let mut names: Vec<String> = sfn
+        .list_executions()
+        .state_machine_arn(machine)
+        .send()
+        .await
+        .unwrap()
+        .executions()
+        .iter()
+        .map(|e| e.name().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn order_names(indexes: &[usize]) -> Vec<String> {
+    let mut names: Vec<String> = indexes
+        .iter()
+        .map(|i| kinesis_consumer::order_execution_name(SHARD, &seq(*i)))
+        .collect();
+    names.sort();
+    names
+}
+
+async fn run(batch: &KinesisBatch, clients: &Clients, config: &Config) -> BatchReport {
+    process(batch, clients, config).await.unwrap()
+}
+
+#[tokio::test]
+async fn batch_is_archived_aggregated_quarantined_and_orders_start_once() {
+    let Setup {
+        clients,
+        config,
+        machine,
+    } = setup().await;
+    let s3 = &clients.s3;
+    let bucket = config.bucket.as_str();
+    let batch = mixed_batch();
+
+    // Through the handler, as Lambda calls it: no failures at all.
+    let response = handler(
+        LambdaEvent::new(batch.clone(), Context::default()),
+        &clients,
+        &config,
+    )
+    .await
+    .unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(
+        serde_json::to_value(&response).unwrap(),
+        json!({"batchItemFailures": []})
+    );
+
+    // One archive object for the whole batch, every record in it.
+    let archive = keys(s3, bucket, "archive/").await;
+    let want_key = format!(
+        "archive/year=2024/month=05/day=01/hour=12/{SHARD}-{}-{}.ndjson.gz",
+        seq(0),
+        seq(6)
+    );
+    assert_eq!(archive, std::slice::from_ref(&want_key));
+    let lines = ndjson(&gunzip(&body(s3, bucket, &want_key).await));
+    assert_eq!(lines.len(), 7);
+    assert_eq!(lines[0]["sequence_number"], seq(0).as_str());
+    assert_eq!(lines[0]["partition_key"], "pk-0");
+    assert_eq!(lines[0]["shard_id"], SHARD);
+    assert_eq!(
+        lines[0]["approximate_arrival_timestamp"],
+        "2024-05-01T12:00:00.500Z"
+    );
+    assert_eq!(lines[0]["data"]["event_type"], "page_view");
+    assert_eq!(lines[2]["data"]["amount"], 999.99);
+    assert_eq!(
+        lines[3]["data_base64"],
+        base64::engine::general_purpose::STANDARD.encode("Hello World")
+    );
+    assert_eq!(lines[6]["data_base64"], "%%% not base64 %%%");
+
+    // Session aggregates: (c1,s1) in the 12:00 window, (c2,s9) and (c2,null) in 12:05.
+    let sessions_key = format!(
+        "sessions/year=2024/month=05/day=01/hour=12/{SHARD}-{}-{}.ndjson",
+        seq(0),
+        seq(6)
+    );
+    assert_eq!(
+        keys(s3, bucket, "sessions/").await,
+        std::slice::from_ref(&sessions_key)
+    );
+    let sessions = ndjson(&body(s3, bucket, &sessions_key).await);
+    assert_eq!(
+        sessions,
+        [
+            json!({"customer_id": "c1", "session_id": "s1",
+                   "window_start": "2024-05-01T12:00:00Z", "window_end": "2024-05-01T12:05:00Z",
+                   "page_views": 2, "purchases": 1, "events": 3, "total_amount": 999.99,
+                   "last_event_timestamp": "2024-05-01T12:02:30Z"}),
+            json!({"customer_id": "c2", "session_id": null,
+                   "window_start": "2024-05-01T12:05:00Z", "window_end": "2024-05-01T12:10:00Z",
+                   "page_views": 0, "purchases": 1, "events": 1, "total_amount": 10.5,
+                   "last_event_timestamp": "2024-05-01T12:06:00.123Z"}),
+            json!({"customer_id": "c2", "session_id": "s9",
+                   "window_start": "2024-05-01T12:05:00Z", "window_end": "2024-05-01T12:10:00Z",
+                   "page_views": 1, "purchases": 0, "events": 1, "total_amount": 0.0,
+                   "last_event_timestamp": "2024-05-01T12:06:40Z"}),
+        ]
+    );
+
+    // The two malformed records, with their reasons, in one quarantine object.
+    let quarantine = keys(s3, bucket, "quarantine/kinesis/").await;
+    assert_eq!(quarantine.len(), 1, "{quarantine:?}");
+    let q = ndjson(&body(s3, bucket, &quarantine[0]).await);
+    let reasons: Vec<(&str, &str)> = q
+        .iter()
+        .map(|l| {
+            (
+                l["sequence_number"].as_str().unwrap(),
+                l["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let (s3_, s6) = (seq(3), seq(6));
+    assert_eq!(
+        reasons,
+        [(s3_.as_str(), "not_json"), (s6.as_str(), "invalid_base64")]
+    );
+    assert_eq!(q[1]["data_base64"], "%%% not base64 %%%");
+
+    // One order workflow per purchase, with the purchase as input.
+    assert_eq!(
+        executions(&clients.sfn, &machine).await,
+        order_names(&[2, 5])
+    );
+    let exec_arn = etl_aws::sfn::execution_arn(&machine, &order_names(&[2])[0]);
+    let input: Value = serde_json::from_str(
+        clients
+            .sfn
+            .describe_execution()
+            .execution_arn(&exec_arn)
+            .send()
+            .await
+            .unwrap()
+            .input()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(input["order"]["amount"], 999.99);
+    assert_eq!(input["source"]["sequenceNumber"], seq(2).as_str());
+
+    // Redelivery of the same batch: same keys (overwritten), no new executions.
+    let again = run(&batch, &clients, &config).await;
+    assert!(again.failed_sequence_numbers().is_empty(), "{again:?}");
+    assert_eq!(again.summary.orders_started, 0);
+    assert_eq!(again.summary.orders_already_started, 2);
+    assert_eq!(again.summary.quarantined, 2);
+    assert_eq!(
+        again.summary.archive_key.as_deref(),
+        Some(want_key.as_str())
+    );
+    assert_eq!(keys(s3, bucket, "archive/").await, [want_key]);
+    assert_eq!(keys(s3, bucket, "sessions/").await, [sessions_key]);
+    assert_eq!(keys(s3, bucket, "quarantine/").await, quarantine);
+    assert_eq!(
+        executions(&clients.sfn, &machine).await,
+        order_names(&[2, 5])
+    );
+}
+
+#[tokio::test]
+async fn s3_failure_reports_every_record_and_a_retry_recovers() {
+    let Setup {
+        clients,
+        config,
+        machine,
+    } = setup().await;
+    let batch = mixed_batch();
+    let missing = Config {
+        bucket: unique_name("kc-no-such-bucket"),
+        ..config.clone()
+    };
+    let report = run(&batch, &clients, &missing).await;
+    let all: Vec<String> = (0..7).map(seq).collect();
+    assert_eq!(report.failed_sequence_numbers(), all);
+    assert_eq!(report.summary.written, 0);
+    assert_eq!(report.summary.archive_key, None);
+
+    // Lambda retries the batch; now S3 is there. Orders started on the failed attempt are
+    // not started again.
+    let retry = run(&batch, &clients, &config).await;
+    assert!(retry.failed_sequence_numbers().is_empty(), "{retry:?}");
+    assert_eq!(retry.summary.written, 7);
+    assert_eq!(
+        retry.summary.orders_started + retry.summary.orders_already_started,
+        2
+    );
+    assert_eq!(keys(&clients.s3, &config.bucket, "archive/").await.len(), 1);
+    assert_eq!(
+        executions(&clients.sfn, &machine).await,
+        order_names(&[2, 5])
+    );
+}
+
+#[tokio::test]
+async fn step_functions_failure_reports_the_purchases_and_archives_up_to_the_first() {
+    let Setup {
+        clients,
+        config,
+        machine,
+    } = setup().await;
+    let conf = sdk_config().await;
+    // Nothing listens on port 9 (discard): every StartExecution fails to connect.
+    let broken = Clients {
+        s3: clients.s3.clone(),
+        sfn: aws_sdk_sfn::Client::from_conf(
+            aws_sdk_sfn::config::Builder::from(&conf)
+                .endpoint_url("http://127.0.0.1:9")
+                .build(),
+        ),
+    };
+    let batch = mixed_batch();
+    let report = run(&batch, &broken, &config).await;
+    assert_eq!(report.failed_sequence_numbers(), [seq(2), seq(5)]);
+    assert_eq!(report.summary.orders_failed, 2);
+    assert_eq!(
+        report.summary.written, 2,
+        "only the records before the first failed purchase"
+    );
+    let bucket = config.bucket.as_str();
+    let archive = keys(&clients.s3, bucket, "archive/").await;
+    assert_eq!(archive.len(), 1);
+    assert!(archive[0].ends_with(&format!("{SHARD}-{}-{}.ndjson.gz", seq(0), seq(1))));
+    assert_eq!(
+        ndjson(&gunzip(&body(&clients.s3, bucket, &archive[0]).await)).len(),
+        2
+    );
+    assert!(executions(&clients.sfn, &machine).await.is_empty());
+
+    // Lambda retries from the lowest reported sequence number (index 2).
+    let rest = KinesisBatch {
+        records: batch.records[2..].to_vec(),
+    };
+    let retry = run(&rest, &clients, &config).await;
+    assert!(retry.failed_sequence_numbers().is_empty(), "{retry:?}");
+    let archive = keys(&clients.s3, bucket, "archive/").await;
+    assert_eq!(archive.len(), 2);
+    let mut archived = Vec::new();
+    for key in &archive {
+        for line in ndjson(&gunzip(&body(&clients.s3, bucket, key).await)) {
+            archived.push(line["sequence_number"].as_str().unwrap().to_string());
+        }
+    }
+    archived.sort();
+    assert_eq!(
+        archived,
+        (0..7).map(seq).collect::<Vec<_>>(),
+        "every record archived exactly once"
+    );
+    assert_eq!(
+        executions(&clients.sfn, &machine).await,
+        order_names(&[2, 5])
+    );
+}
+
+#[tokio::test]
+async fn empty_batch_is_a_no_op() {
+    let Setup {
+        clients, config, ..
+    } = setup().await;
+    let report = run(&KinesisBatch::default(), &clients, &config).await;
+    assert!(report.failed_sequence_numbers().is_empty());
+    assert!(keys(&clients.s3, &config.bucket, "").await.is_empty());
+}
