@@ -57,14 +57,19 @@ struct Partition {
     rows: u64,
 }
 
-pub(crate) struct PartitionedWriter {
+/// How every data file of a run is written.
+struct FileSettings {
     root: PathBuf,
-    file_name: String,
-    partition_by: Vec<String>,
-    compression: ParquetCompression,
-    row_group_size: usize,
     /// The schema every data file has (partition columns excluded).
     schema: Schema,
+    compression: ParquetCompression,
+    row_group_size: usize,
+}
+
+pub(crate) struct PartitionedWriter {
+    files: FileSettings,
+    file_name: String,
+    partition_by: Vec<String>,
     partitions: HashMap<Vec<String>, Partition>,
     buffered_rows: usize,
 }
@@ -83,12 +88,14 @@ impl PartitionedWriter {
             schema.shift_remove(p.as_str());
         }
         Self {
-            root: root.to_path_buf(),
+            files: FileSettings {
+                root: root.to_path_buf(),
+                schema,
+                compression: parquet_compression(compression),
+                row_group_size,
+            },
             file_name: format!("{source_id}.parquet"),
             partition_by: partition_by.to_vec(),
-            compression: parquet_compression(compression),
-            row_group_size,
-            schema,
             partitions: HashMap::new(),
             buffered_rows: 0,
         }
@@ -112,7 +119,7 @@ impl PartitionedWriter {
                 .collect::<PolarsResult<Vec<_>>>()
                 .context(|| "reading partition values".to_string())?;
             let data = part
-                .select(self.schema.iter_names().cloned())
+                .select(self.files.schema.iter_names().cloned())
                 .and_then(compact_strings)
                 .context(|| "selecting output columns".to_string())?;
             if !self.partitions.contains_key(&values) {
@@ -154,15 +161,9 @@ impl PartitionedWriter {
             partition.pending_rows += data.height();
             self.buffered_rows += data.height();
             partition.pending.push(data);
-            if partition.pending_rows >= self.row_group_size {
+            if partition.pending_rows >= self.files.row_group_size {
                 self.buffered_rows -= partition.pending_rows;
-                flush(
-                    partition,
-                    &self.root,
-                    &self.schema,
-                    self.compression,
-                    self.row_group_size,
-                )?;
+                flush(partition, &self.files)?;
             }
         }
         if self.buffered_rows > MAX_BUFFERED_ROWS {
@@ -185,13 +186,7 @@ impl PartitionedWriter {
                 break;
             }
             let partition = self.partitions.get_mut(&key).expect("listed above");
-            flush(
-                partition,
-                &self.root,
-                &self.schema,
-                self.compression,
-                self.row_group_size,
-            )?;
+            flush(partition, &self.files)?;
             self.buffered_rows -= rows;
         }
         Ok(())
@@ -201,13 +196,7 @@ impl PartitionedWriter {
     pub fn finish(mut self) -> Result<Vec<OutputFile>, EtlError> {
         let mut files = Vec::with_capacity(self.partitions.len());
         for partition in self.partitions.values_mut() {
-            flush(
-                partition,
-                &self.root,
-                &self.schema,
-                self.compression,
-                self.row_group_size,
-            )?;
+            flush(partition, &self.files)?;
             let Some(writer) = partition.writer.take() else {
                 continue;
             };
@@ -232,19 +221,14 @@ impl PartitionedWriter {
 }
 
 /// Writes a partition's buffered rows as row groups of at most `row_group_size`.
-fn flush(
-    p: &mut Partition,
-    root: &Path,
-    schema: &Schema,
-    compression: ParquetCompression,
-    row_group_size: usize,
-) -> Result<(), EtlError> {
+fn flush(p: &mut Partition, files: &FileSettings) -> Result<(), EtlError> {
     if p.pending_rows == 0 {
         return Ok(());
     }
-    let path = root.join(&p.rel_path);
+    let row_group_size = files.row_group_size;
+    let path = files.root.join(&p.rel_path);
     if p.writer.is_none() {
-        p.writer = Some(open_writer(&path, schema, compression)?);
+        p.writer = Some(open_writer(&path, &files.schema, files.compression)?);
     }
     let writer = p.writer.as_mut().expect("opened above");
     let mut frames = std::mem::take(&mut p.pending).into_iter();

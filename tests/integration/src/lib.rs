@@ -237,3 +237,15 @@ pub async fn get_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<
         .into_bytes()
         .to_vec()
 }
+
+/// A one-state Pass state machine (what order workflows are in these tests).
+pub async fn pass_state_machine(sfn: &aws_sdk_sfn::Client, prefix: &str) -> String {
+    sfn.create_state_machine()
+        .name(unique_name(prefix))
+        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/x"))
+        .definition(r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}"#)
+        .send()
+        .await
+        .expect("create state machine")
+        .state_machine_arn
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use api_ingester::{Clients, Config, EndpointOutcome, handler, ingest};
 use aws_sdk_ssm::types::ParameterType;
-use integration_tests::{new_bucket, sdk_config, unique_name};
+use integration_tests::{get_bytes, new_bucket, sdk_config, unique_name};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -263,18 +263,7 @@ fn scheduled_event() -> LambdaEvent<Value> {
 }
 
 async fn lines(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<Value> {
-    let bytes = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get s3://{bucket}/{key}: {e:?}"))
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let bytes = get_bytes(s3, bucket, key).await;
     std::str::from_utf8(&bytes)
         .unwrap()
         .lines()

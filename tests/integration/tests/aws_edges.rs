@@ -11,7 +11,7 @@ use etl_aws::glue::{ColumnSpec, SyncAction, TableSpec, add_partitions, sync_tabl
 use etl_aws::s3::{PutOptions, put_object_from_reader};
 use etl_aws::sfn::{StartOutcome, execution_name, start_execution};
 use etl_aws::ssm::ParameterCache;
-use integration_tests::{ACCOUNT, new_bucket, poll_until, sdk_config, unique_name};
+use integration_tests::{TopicQueue, new_bucket, pass_state_machine, sdk_config, unique_name};
 use serde_json::Value;
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -136,15 +136,7 @@ async fn glue_catalog_sync() {
 #[tokio::test]
 async fn sfn_start_is_idempotent() {
     let sfn = etl_aws::clients::sfn(&sdk_config().await);
-    let machine = sfn
-        .create_state_machine()
-        .name(unique_name("etl-pass"))
-        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/x"))
-        .definition(r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}"#)
-        .send()
-        .await
-        .unwrap()
-        .state_machine_arn;
+    let machine = pass_state_machine(&sfn, "etl-pass").await;
     let name = execution_name(&format!(
         "order/{}/49590338271490256608559692538361571095921575989136588898",
         unique_name("seq")
@@ -181,40 +173,8 @@ async fn sfn_start_is_idempotent() {
 async fn sns_publish_reaches_a_queue() {
     let conf = sdk_config().await;
     let sns = etl_aws::clients::sns(&conf);
-    let sqs = aws_sdk_sqs::Client::new(&conf);
-    let topic = sns
-        .create_topic()
-        .name(unique_name("etl-alerts"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(unique_name("etl-alerts-q"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&queue_arn)
-        .send()
-        .await
-        .unwrap();
+    let alerts = TopicQueue::new(&conf, "etl-alerts").await;
+    let topic = alerts.topic_arn.clone();
 
     let message = "customers: quality 0.62 below 0.80\nsee s3://processed/_manifests/x.json";
     let id = etl_aws::sns::publish(&sns, &topic, "ETL alert:\ncustomers ✗ quality", message)
@@ -222,25 +182,7 @@ async fn sns_publish_reaches_a_queue() {
         .unwrap();
     assert!(!id.is_empty());
 
-    let body: Value = poll_until("the SNS message in SQS", Duration::from_secs(20), || {
-        let sqs = sqs.clone();
-        let queue_url = queue_url.clone();
-        async move {
-            let out = sqs
-                .receive_message()
-                .queue_url(&queue_url)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            out.messages
-                .unwrap_or_default()
-                .first()
-                .and_then(|m| m.body.as_deref())
-                .map(|b| serde_json::from_str(b).unwrap())
-        }
-    })
-    .await;
+    let body = alerts.next_message(Duration::from_secs(20)).await;
     assert_eq!(body["Message"], Value::String(message.into()));
     assert_eq!(
         body["Subject"],

@@ -5,7 +5,9 @@
 use std::io::Read;
 
 use base64::Engine as _;
-use integration_tests::{ACCOUNT, new_bucket, sdk_config, unique_name};
+use integration_tests::{
+    ACCOUNT, get_bytes, list_keys, new_bucket, pass_state_machine, sdk_config, unique_name,
+};
 use kinesis_consumer::{BatchReport, Clients, Config, KinesisBatch, handler, process};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -96,16 +98,7 @@ async fn setup() -> Setup {
     let conf = sdk_config().await;
     let clients = Clients::new(&conf);
     let bucket = new_bucket(&clients.s3, "kc").await;
-    let machine = clients
-        .sfn
-        .create_state_machine()
-        .name(unique_name("kc-orders"))
-        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/x"))
-        .definition(r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}"#)
-        .send()
-        .await
-        .unwrap()
-        .state_machine_arn;
+    let machine = pass_state_machine(&clients.sfn, "kc-orders").await;
     let config = Config::from_source(&[
         ("ARCHIVE_BUCKET", bucket.as_str()),
         ("ORDER_STATE_MACHINE_ARN", machine.as_str()),
@@ -116,37 +109,6 @@ async fn setup() -> Setup {
         config,
         machine,
     }
-}
-
-async fn keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
-    let mut keys: Vec<String> = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .send()
-        .await
-        .unwrap()
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(String::from))
-        .collect();
-    keys.sort();
-    keys
-}
-
-async fn body(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
-    s3.get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get s3://{bucket}/{key}: {e:?}"))
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes()
-        .to_vec()
 }
 
 fn ndjson(bytes: &[u8]) -> Vec<Value> {
@@ -219,14 +181,14 @@ async fn batch_is_archived_aggregated_quarantined_and_orders_start_once() {
     );
 
     // One archive object for the whole batch, every record in it.
-    let archive = keys(s3, bucket, "archive/").await;
+    let archive = list_keys(s3, bucket, "archive/").await;
     let want_key = format!(
         "archive/year=2024/month=05/day=01/hour=12/{SHARD}-{}-{}.ndjson.gz",
         seq(0),
         seq(6)
     );
     assert_eq!(archive, std::slice::from_ref(&want_key));
-    let lines = ndjson(&gunzip(&body(s3, bucket, &want_key).await));
+    let lines = ndjson(&gunzip(&get_bytes(s3, bucket, &want_key).await));
     assert_eq!(lines.len(), 7);
     assert_eq!(lines[0]["sequence_number"], seq(0).as_str());
     assert_eq!(lines[0]["partition_key"], "pk-0");
@@ -250,10 +212,10 @@ async fn batch_is_archived_aggregated_quarantined_and_orders_start_once() {
         seq(6)
     );
     assert_eq!(
-        keys(s3, bucket, "sessions/").await,
+        list_keys(s3, bucket, "sessions/").await,
         std::slice::from_ref(&sessions_key)
     );
-    let sessions = ndjson(&body(s3, bucket, &sessions_key).await);
+    let sessions = ndjson(&get_bytes(s3, bucket, &sessions_key).await);
     assert_eq!(
         sessions,
         [
@@ -273,9 +235,9 @@ async fn batch_is_archived_aggregated_quarantined_and_orders_start_once() {
     );
 
     // The two malformed records, with their reasons, in one quarantine object.
-    let quarantine = keys(s3, bucket, "quarantine/kinesis/").await;
+    let quarantine = list_keys(s3, bucket, "quarantine/kinesis/").await;
     assert_eq!(quarantine.len(), 1, "{quarantine:?}");
-    let q = ndjson(&body(s3, bucket, &quarantine[0]).await);
+    let q = ndjson(&get_bytes(s3, bucket, &quarantine[0]).await);
     let reasons: Vec<(&str, &str)> = q
         .iter()
         .map(|l| {
@@ -323,9 +285,9 @@ async fn batch_is_archived_aggregated_quarantined_and_orders_start_once() {
         again.summary.archive_key.as_deref(),
         Some(want_key.as_str())
     );
-    assert_eq!(keys(s3, bucket, "archive/").await, [want_key]);
-    assert_eq!(keys(s3, bucket, "sessions/").await, [sessions_key]);
-    assert_eq!(keys(s3, bucket, "quarantine/").await, quarantine);
+    assert_eq!(list_keys(s3, bucket, "archive/").await, [want_key]);
+    assert_eq!(list_keys(s3, bucket, "sessions/").await, [sessions_key]);
+    assert_eq!(list_keys(s3, bucket, "quarantine/").await, quarantine);
     assert_eq!(
         executions(&clients.sfn, &machine).await,
         order_names(&[2, 5])
@@ -359,7 +321,12 @@ async fn s3_failure_reports_every_record_and_a_retry_recovers() {
         retry.summary.orders_started + retry.summary.orders_already_started,
         2
     );
-    assert_eq!(keys(&clients.s3, &config.bucket, "archive/").await.len(), 1);
+    assert_eq!(
+        list_keys(&clients.s3, &config.bucket, "archive/")
+            .await
+            .len(),
+        1
+    );
     assert_eq!(
         executions(&clients.sfn, &machine).await,
         order_names(&[2, 5])
@@ -392,11 +359,11 @@ async fn step_functions_failure_reports_the_purchases_and_archives_up_to_the_fir
         "only the records before the first failed purchase"
     );
     let bucket = config.bucket.as_str();
-    let archive = keys(&clients.s3, bucket, "archive/").await;
+    let archive = list_keys(&clients.s3, bucket, "archive/").await;
     assert_eq!(archive.len(), 1);
     assert!(archive[0].ends_with(&format!("{SHARD}-{}-{}.ndjson.gz", seq(0), seq(1))));
     assert_eq!(
-        ndjson(&gunzip(&body(&clients.s3, bucket, &archive[0]).await)).len(),
+        ndjson(&gunzip(&get_bytes(&clients.s3, bucket, &archive[0]).await)).len(),
         2
     );
     assert!(executions(&clients.sfn, &machine).await.is_empty());
@@ -407,11 +374,11 @@ async fn step_functions_failure_reports_the_purchases_and_archives_up_to_the_fir
     };
     let retry = run(&rest, &clients, &config).await;
     assert!(retry.failed_sequence_numbers().is_empty(), "{retry:?}");
-    let archive = keys(&clients.s3, bucket, "archive/").await;
+    let archive = list_keys(&clients.s3, bucket, "archive/").await;
     assert_eq!(archive.len(), 2);
     let mut archived = Vec::new();
     for key in &archive {
-        for line in ndjson(&gunzip(&body(&clients.s3, bucket, key).await)) {
+        for line in ndjson(&gunzip(&get_bytes(&clients.s3, bucket, key).await)) {
             archived.push(line["sequence_number"].as_str().unwrap().to_string());
         }
     }
@@ -434,5 +401,5 @@ async fn empty_batch_is_a_no_op() {
     } = setup().await;
     let report = run(&KinesisBatch::default(), &clients, &config).await;
     assert!(report.failed_sequence_numbers().is_empty());
-    assert!(keys(&clients.s3, &config.bucket, "").await.is_empty());
+    assert!(list_keys(&clients.s3, &config.bucket, "").await.is_empty());
 }
