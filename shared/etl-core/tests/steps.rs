@@ -256,3 +256,27 @@ fn dataset_rules_and_fail_action() {
     assert!(!q.passed);
     assert_eq!(r.manifest.status, RunStatus::QualityFailed);
 }
+
+#[test]
+fn join_reads_a_parquet_reference_and_types_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("countries.parquet");
+    let mut reference = df!("code" => ["US", "JP"], "population_m" => [335i64, 124]).unwrap();
+    ParquetWriter::new(std::fs::File::create(&path).unwrap())
+        .finish(&mut reference)
+        .unwrap();
+    let steps = format!(
+        "  - join: {{path: '{}', on: cc, reference_on: code}}",
+        path.display()
+    );
+    let r = run(&spec(&steps, "    []"), DATA, "x.csv").unwrap();
+    let out = r.output("id");
+    let population: Vec<Option<i64>> = out
+        .column("population_m")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(population, [Some(335), None, None, None, Some(124)]);
+}
