@@ -64,6 +64,10 @@ sample-data: etl ## Generate a dirty customers CSV: make sample-data ROWS=100000
 		--expect $(BUILD_DIR)/data/customers-$(ROWS).expect.json
 	@ls -lh $(BUILD_DIR)/data/customers-$(ROWS).csv
 
+.PHONY: bench
+bench: etl ## Benchmark against pandas, polars and DuckDB: make bench ROWS=1000000
+	ROWS=$(ROWS) tests/bench/run.sh
+
 .PHONY: local-up
 local-up: ## Start LocalStack in host mode on 127.0.0.1:4566 (no Docker)
 	tests/localstack/localstack.sh up

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# make bench: the Rust engine against pandas, polars and DuckDB on one generated file.
+#   ROWS (default 1000000) rows of dirty customers data from `etl generate`;
+#   the peers run from a venv this script makes (Python 3.13, tests/bench/requirements.txt).
+# Prints a markdown table; results.json lands beside the outputs in build/bench/.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+ROWS="${ROWS:-1000000}"
+WORK="${ETL_BUILD_DIR:-$REPO/build}/bench"
+CACHE_DIR="${ETL_CACHE_DIR:-$HOME/.cache/serverless-etl}"
+VENV="$CACHE_DIR/bench-$(sha256sum "$HERE/requirements.txt" | cut -c1-12)"
+ETL="${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release/etl"
+
+find_python313() {
+    command -v python3.13 2>/dev/null && return
+    local root; root="$( (pyenv root 2>/dev/null) || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
+    for p in "$root"/versions/3.13*/bin/python3.13; do [[ -x "$p" ]] && { echo "$p"; return; }; done
+    echo "bench: Python 3.13 not found (pandas 3 and numpy 2.5 need >= 3.12)" >&2; exit 1
+}
+
+if [[ ! -f "$VENV/.installed" ]]; then
+    rm -rf "$VENV"
+    "$(find_python313)" -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements.txt"
+    touch "$VENV/.installed"
+fi
+command -v taskset >/dev/null || { echo "bench: taskset (util-linux) is needed to pin to one core" >&2; exit 1; }
+
+mkdir -p "$WORK"
+INPUT="$WORK/customers-$ROWS.csv"
+[[ -f "$INPUT" ]] || "$ETL" generate --rows "$ROWS" --output "$INPUT" --expect "$WORK/customers-$ROWS.expect.json"
+"$VENV/bin/python" "$HERE/run.py" "$ETL" "$INPUT" "$WORK"
