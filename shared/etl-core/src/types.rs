@@ -192,8 +192,8 @@ pub fn parse_date(s: &str, format: Option<&str>) -> ParseResult<i32> {
     let t = s.trim();
     let date = match format {
         Some(fmt) => NaiveDate::parse_from_str(t, fmt).ok(),
-        None => NaiveDate::parse_from_str(t, "%Y-%m-%d")
-            .ok()
+        None => iso_date(t)
+            .or_else(|| NaiveDate::parse_from_str(t, "%Y-%m-%d").ok())
             // A timestamp in a date column keeps its date part.
             .or_else(|| parse_datetime_utc(t).ok().map(|us| us_to_naive(us).date())),
     };
@@ -205,6 +205,21 @@ pub fn parse_date(s: &str, format: Option<&str>) -> ParseResult<i32> {
                 truncate(s)
             ),
         })
+}
+
+/// `YYYY-MM-DD` without chrono's format machinery: dates are in most rows of most files,
+/// and the general parser is several times slower.
+fn iso_date(t: &str) -> Option<NaiveDate> {
+    let b = t.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, d| {
+            d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(5..7)?, num(8..10)?)
 }
 
 /// Microseconds since the epoch, UTC. Without a format: RFC 3339, or
@@ -379,6 +394,9 @@ mod tests {
         assert_eq!(parse_date("02/01/1970", Some("%d/%m/%Y")).unwrap(), 1);
         assert_eq!(parse_date("1970-01-02T10:00:00Z", None).unwrap(), 1);
         assert!(parse_date("1970-13-01", None).is_err());
+        assert!(parse_date("2023-02-29", None).is_err(), "not a leap year");
+        assert_eq!(parse_date("2024-02-29", None).unwrap(), 19_782);
+        assert!(parse_date("2024-0a-01", None).is_err());
         assert_eq!(
             parse_timestamp("1970-01-01T00:00:01Z", None).unwrap(),
             1_000_000
