@@ -3,7 +3,6 @@
 //! (with the field and the reason) and nothing of it is appended.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 use polars::prelude::*;
 
@@ -123,7 +122,8 @@ impl Builder {
 /// Builds typed batches from records.
 pub(crate) struct Typer {
     schema: Vec<FieldSpec>,
-    null_values: HashSet<String>,
+    /// A handful of markers: comparing against each beats hashing every field.
+    null_values: Vec<String>,
     builders: Vec<Builder>,
     lines: Vec<u64>,
     capacity: usize,
@@ -133,7 +133,7 @@ impl Typer {
     pub fn new(schema: &[FieldSpec], null_values: &[String], capacity: usize) -> Self {
         Self {
             schema: schema.to_vec(),
-            null_values: null_values.iter().cloned().collect(),
+            null_values: null_values.to_vec(),
             builders: schema
                 .iter()
                 .map(|f| Builder::new(f.ty, &f.name, capacity))
@@ -183,7 +183,7 @@ impl Typer {
         let text = match field {
             Field::Absent => return Ok(Cell::Null),
             Field::Text(t) => {
-                if t.is_empty() || self.null_values.contains(t) {
+                if t.is_empty() || self.null_values.iter().any(|n| n == t) {
                     return Ok(Cell::Null);
                 }
                 t

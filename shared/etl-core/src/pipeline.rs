@@ -149,9 +149,7 @@ impl Pipeline {
         let source_columns: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
         let schema_columns = self.schema_columns();
         let output = &self.spec.output;
-        let mut state = RunState {
-            typer: Typer::new(&fields, &self.spec.source.null_values, opts.batch_size),
-            batch_size: opts.batch_size.max(1),
+        let mut worker = Worker {
             steps: self.steps,
             quality: Quality::new(
                 &self
@@ -178,7 +176,6 @@ impl Pipeline {
                 output.compression,
             ),
             output_schema: &self.output_schema,
-            rows_in: 0,
             rows_out: 0,
             duplicates: 0,
         };
@@ -193,25 +190,55 @@ impl Pipeline {
             delimiter,
             extra_columns: self.spec.source.extra_columns,
         };
-        let columns = match format {
-            SourceFormat::Csv | SourceFormat::Auto => {
-                read::read_csv(&mut decoded, &read_opts, &mut state)?
-            }
-            SourceFormat::Json => read::read_json(&mut decoded, &read_opts, &mut state)?,
-            SourceFormat::Ndjson => read::read_ndjson(&mut decoded, &read_opts, &mut state)?,
+        // Two stages on two threads: reading and typing here, steps, rules and writing on
+        // the worker. A bounded channel keeps at most a few batches in flight, so memory
+        // stays flat; messages keep input order, so dedup still keeps the first row.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Message>(BATCHES_IN_FLIGHT);
+        let mut reader = Reader {
+            typer: Typer::new(&fields, &self.spec.source.null_values, opts.batch_size),
+            batch_size: opts.batch_size.max(1),
+            rows_in: 0,
+            tx,
         };
-        state.process_pending()?;
+        let (read_result, worker_result) = std::thread::scope(|scope| {
+            let handle = scope.spawn(move || -> Result<Worker<'_>, EtlError> {
+                for message in rx {
+                    worker.handle(message)?;
+                }
+                Ok(worker)
+            });
+            let read_result = (|| {
+                let columns = match format {
+                    SourceFormat::Csv | SourceFormat::Auto => {
+                        read::read_csv(&mut decoded, &read_opts, &mut reader)?
+                    }
+                    SourceFormat::Json => read::read_json(&mut decoded, &read_opts, &mut reader)?,
+                    SourceFormat::Ndjson => {
+                        read::read_ndjson(&mut decoded, &read_opts, &mut reader)?
+                    }
+                };
+                reader.send_batch()?;
+                Ok::<_, EtlError>((columns, reader.rows_in))
+            })();
+            // Closing the channel ends the worker's loop.
+            drop(reader);
+            let worker_result = handle
+                .join()
+                .unwrap_or_else(|_| Err(engine_failure("the processing thread panicked")));
+            (read_result, worker_result)
+        });
         drop(decoded);
-
-        let RunState {
+        // A worker failure explains a reader's failed send, so it is reported first.
+        let worker = worker_result?;
+        let (columns, rows_in) = read_result?;
+        let Worker {
             writer,
             quarantine,
             quality,
-            rows_in,
             rows_out,
             duplicates,
             ..
-        } = state;
+        } = worker;
         let quarantined_by_reason = quarantine.by_code.clone();
         let quarantined = quarantine.total();
         let outputs = writer.finish()?;
@@ -291,28 +318,84 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-struct RunState<'a> {
+/// Batches waiting for the worker; with the one being typed and the one being processed,
+/// this bounds memory to a few batches.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// What the reader hands the worker, in input order.
+enum Message {
+    Batch(DataFrame),
+    /// A record refused while reading or typing.
+    Reject {
+        line: u64,
+        fields: Vec<Option<String>>,
+        raw: Option<String>,
+        code: String,
+        reason: String,
+    },
+}
+
+fn engine_failure(what: &str) -> EtlError {
+    EtlError::Engine {
+        context: what.to_string(),
+        source: PolarsError::ComputeError(what.to_string().into()),
+    }
+}
+
+/// The reading stage: types records into batches and sends them on.
+struct Reader {
     typer: Typer,
     batch_size: usize,
+    rows_in: u64,
+    tx: std::sync::mpsc::SyncSender<Message>,
+}
+
+impl Reader {
+    fn send(&self, message: Message) -> Result<(), EtlError> {
+        // The worker only hangs up when it failed; its error is the one reported.
+        self.tx
+            .send(message)
+            .map_err(|_| engine_failure("the processing thread stopped"))
+    }
+
+    fn send_batch(&mut self) -> Result<(), EtlError> {
+        if self.typer.len() == 0 {
+            return Ok(());
+        }
+        let df = self
+            .typer
+            .finish()
+            .context(|| "building a batch".to_string())?;
+        self.send(Message::Batch(df))
+    }
+}
+
+/// The processing stage: steps, quality rules, output and quarantine files.
+struct Worker<'a> {
     steps: Vec<CompiledStep>,
     quality: Quality,
     writer: PartitionedWriter,
     quarantine: QuarantineWriter,
     output_schema: &'a Schema,
-    rows_in: u64,
     rows_out: u64,
     duplicates: u64,
 }
 
-impl RunState<'_> {
-    fn process_pending(&mut self) -> Result<(), EtlError> {
-        if self.typer.len() == 0 {
-            return Ok(());
+impl Worker<'_> {
+    fn handle(&mut self, message: Message) -> Result<(), EtlError> {
+        match message {
+            Message::Reject {
+                line,
+                fields,
+                raw,
+                code,
+                reason,
+            } => self.quarantine.push_raw(line, fields, raw, code, reason),
+            Message::Batch(df) => self.process(df),
         }
-        let mut df = self
-            .typer
-            .finish()
-            .context(|| "building a batch".to_string())?;
+    }
+
+    fn process(&mut self, mut df: DataFrame) -> Result<(), EtlError> {
         let mut outcome = Outcome::default();
         for step in &mut self.steps {
             df = step.apply(df, &mut outcome)?;
@@ -345,7 +428,7 @@ fn conform(df: DataFrame, schema: &Schema) -> Result<DataFrame, EtlError> {
     DataFrame::new(df.height(), columns).context(|| "assembling output".to_string())
 }
 
-impl RecordVisitor for RunState<'_> {
+impl RecordVisitor for Reader {
     fn record(&mut self, line: u64, record: &dyn Record) -> Result<(), EtlError> {
         self.rows_in += 1;
         if let Err(reject) = self.typer.push(line, record) {
@@ -356,23 +439,28 @@ impl RecordVisitor for RunState<'_> {
                     Ok(Field::Absent) | Err(_) => None,
                 })
                 .collect();
-            self.quarantine
-                .push_raw(line, fields, None, reject.code, reject.reason)?;
+            self.send(Message::Reject {
+                line,
+                fields,
+                raw: None,
+                code: reject.code,
+                reason: reject.reason,
+            })?;
         }
         if self.typer.len() >= self.batch_size {
-            self.process_pending()?;
+            self.send_batch()?;
         }
         Ok(())
     }
 
     fn malformed(&mut self, line: u64, raw: &str, reason: String) -> Result<(), EtlError> {
         self.rows_in += 1;
-        self.quarantine.push_raw(
+        self.send(Message::Reject {
             line,
-            Vec::new(),
-            Some(raw.to_string()),
-            "malformed_record".into(),
+            fields: Vec::new(),
+            raw: Some(raw.to_string()),
+            code: "malformed_record".into(),
             reason,
-        )
+        })
     }
 }
