@@ -371,7 +371,7 @@ impl IngestReport {
         }
         let kind = failures
             .iter()
-            .map(|(_, t, _)| kind_from_str(t))
+            .map(|(_, t, _)| ErrorKind::from_error_type(t).unwrap_or(ErrorKind::Internal))
             .find(|k| !k.is_retryable())
             .unwrap_or(ErrorKind::Transient);
         let detail: Vec<String> = failures
@@ -390,21 +390,6 @@ impl IngestReport {
             ),
         ))
     }
-}
-
-fn kind_from_str(error_type: &str) -> ErrorKind {
-    use ErrorKind::*;
-    [
-        Transient,
-        InvalidInput,
-        NotFound,
-        AccessDenied,
-        Config,
-        Internal,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == error_type)
-    .unwrap_or(Internal)
 }
 
 async fn ingest_endpoint<S>(

@@ -32,6 +32,20 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    pub const ALL: [Self; 6] = [
+        Self::Transient,
+        Self::InvalidInput,
+        Self::NotFound,
+        Self::AccessDenied,
+        Self::Config,
+        Self::Internal,
+    ];
+
+    /// The kind an `errorType` string names, if any.
+    pub fn from_error_type(error_type: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == error_type)
+    }
+
     /// The stable `errorType` string.
     pub fn as_str(self) -> &'static str {
         match self {
