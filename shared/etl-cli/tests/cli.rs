@@ -24,6 +24,22 @@ fn customers_spec() -> String {
         .to_string()
 }
 
+/// `etl run` with the customers spec on `input` into `output`, plus any `extra` flags.
+fn run_customers(input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let spec = customers_spec();
+    let mut args = vec![
+        "run",
+        "--spec",
+        &spec,
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    etl(&args)
+}
+
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -74,17 +90,7 @@ fn generated_defects_are_counted_exactly() {
             String::from_utf8_lossy(&out.stderr)
         );
         let output = dir.path().join(format!("out-{format}"));
-        let out = etl(&[
-            "run",
-            "--spec",
-            &customers_spec(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--batch-size",
-            "4096",
-        ]);
+        let out = run_customers(&input, &output, &["--batch-size", "4096"]);
         assert!(
             out.status.success(),
             "{}",
@@ -114,15 +120,7 @@ fn generated_defects_are_counted_exactly() {
 fn summary_and_manifest_on_the_sample() {
     let dir = tempfile::tempdir().unwrap();
     let sample = repo().join("infra/samples/customers.csv");
-    let out = etl(&[
-        "run",
-        "--spec",
-        &customers_spec(),
-        "--input",
-        sample.to_str().unwrap(),
-        "--output",
-        dir.path().to_str().unwrap(),
-    ]);
+    let out = run_customers(&sample, dir.path(), &[]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -152,17 +150,7 @@ fn a_rerun_leaves_exactly_one_run_of_files() {
         "customer_id,name,email,country,purchase_amount,amount\n1,a,a@x.io,US,600,1\n",
     )
     .unwrap();
-    let run = || {
-        etl(&[
-            "run",
-            "--spec",
-            &customers_spec(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            dir.path().join("o").to_str().unwrap(),
-        ])
-    };
+    let run = || run_customers(&input, &dir.path().join("o"), &[]);
     assert!(run().status.success());
     // The same source now lands in another partition: the old file must go.
     std::fs::write(
@@ -200,15 +188,7 @@ fn unreadable_input_exits_4_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("broken.json");
     std::fs::write(&input, "[{\"customer_id\": 1},\n{\"customer_id\": ").unwrap();
-    let out = etl(&[
-        "run",
-        "--spec",
-        &customers_spec(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        dir.path().join("o").to_str().unwrap(),
-    ]);
+    let out = run_customers(&input, &dir.path().join("o"), &[]);
     assert_eq!(out.status.code(), Some(4));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("broken.json line 2"), "{stderr}");
@@ -225,15 +205,7 @@ fn quality_failure_exits_5_and_publishes_nothing() {
     )
     .unwrap();
     let out_dir = dir.path().join("o");
-    let out = etl(&[
-        "run",
-        "--spec",
-        &customers_spec(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out_dir.to_str().unwrap(),
-    ]);
+    let out = run_customers(&input, &out_dir, &[]);
     assert_eq!(out.status.code(), Some(5));
     assert!(files(&out_dir.join("customers")).is_empty());
     let manifest = read_json(&out_dir.join("_manifests/customers/in.csv.json"));
@@ -290,15 +262,7 @@ fn never_panics_on_garbage() {
         for name in ["g.csv", "g.json", "g.ndjson", "g.csv.gz"] {
             let input = dir.path().join(format!("{i}-{name}"));
             std::fs::write(&input, &bytes).unwrap();
-            let out = etl(&[
-                "run",
-                "--spec",
-                &customers_spec(),
-                "--input",
-                input.to_str().unwrap(),
-                "--output",
-                dir.path().join("o").to_str().unwrap(),
-            ]);
+            let out = run_customers(&input, &dir.path().join("o"), &[]);
             let code = out.status.code();
             assert!(
                 matches!(code, Some(0 | 1 | 4 | 5)),
