@@ -12,16 +12,10 @@ CACHE_DIR="${ETL_CACHE_DIR:-$HOME/.cache/serverless-etl}"
 VENV="$CACHE_DIR/bench-$(sha256sum "$HERE/requirements.txt" | cut -c1-12)"
 ETL="${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release/etl"
 
-find_python313() {
-    command -v python3.13 2>/dev/null && return
-    local root; root="$( (pyenv root 2>/dev/null) || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
-    for p in "$root"/versions/3.13*/bin/python3.13; do [[ -x "$p" ]] && { echo "$p"; return; }; done
-    echo "bench: Python 3.13 not found (pandas 3 and numpy 2.5 need >= 3.12)" >&2; exit 1
-}
 
 if [[ ! -f "$VENV/.installed" ]]; then
     rm -rf "$VENV"
-    "$(find_python313)" -m venv "$VENV"
+    "$("$REPO/tests/python313.sh")" -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements.txt"
     touch "$VENV/.installed"
 fi

@@ -34,21 +34,7 @@ die() { log "error: $*"; exit 1; }
 lock_hash() { sha256sum "$LOCK" | cut -c1-12; }
 venv_dir() { echo "$CACHE_DIR/localstack-$(lock_hash)"; }
 
-find_python313() {
-    if command -v python3.13 >/dev/null 2>&1 && python3.13 -c '' 2>/dev/null; then
-        command -v python3.13
-        return
-    fi
-    local root candidate
-    root="$( (pyenv root 2>/dev/null) || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
-    for candidate in "$root"/versions/3.13*/bin/python3.13; do
-        if [[ -x "$candidate" ]]; then
-            echo "$candidate"
-            return
-        fi
-    done
-    die "Python 3.13 not found (LocalStack 4.14 needs it): put python3.13 on PATH or install it with pyenv (pyenv install 3.13)"
-}
+find_python313() { "$REPO/tests/python313.sh" || die "LocalStack 4.14 needs Python 3.13"; }
 
 # Hash of the plugin's sources: the plugin is reinstalled whenever they change.
 plugin_hash() {
