@@ -14,7 +14,8 @@ fn etl(args: &[&str]) -> Output {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    // Read at run time, not env!(): binaries are reused across checkouts sharing a target dir.
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test")).join("../..")
 }
 
 fn customers_spec() -> String {

@@ -23,7 +23,8 @@ pub const ACCOUNT: &str = "000000000000";
 static LOCALSTACK: OnceLock<String> = OnceLock::new();
 
 fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time, not env!(): binaries are reused across checkouts sharing a target dir.
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test"))
         .join("../..")
         .canonicalize()
         .expect("repository root")

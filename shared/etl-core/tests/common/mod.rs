@@ -15,7 +15,9 @@ pub fn now() -> DateTime<Utc> {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    // Read at run time: a test binary built in another checkout (a shared target dir) must
+    // not look there.
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test")).join("../..")
 }
 
 /// Loads reference tables from a folder.
