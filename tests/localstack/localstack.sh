@@ -2,14 +2,15 @@
 # LocalStack in host mode (no Docker) for local runs and tests.
 #
 #   localstack.sh install   venv with the locked LocalStack + our plugins (idempotent)
-#   localstack.sh up        start on 127.0.0.1:4566 in the background, wait until healthy
+#   localstack.sh up        start on 127.0.0.1:$ETL_LOCALSTACK_PORT (4566) in the background
 #   localstack.sh down      stop it (and the Lambda bootstrap processes it started)
 #   localstack.sh status    say whether it runs; exit 1 if not
 #   localstack.sh env       print export lines for the AWS CLI / SDKs
 #   localstack.sh lock      maintainers: regenerate requirements.lock from the shared constraints
 #
 # Settings (environment): ETL_CACHE_DIR (venvs, default ~/.cache/serverless-etl),
-# ETL_BUILD_DIR (state and logs, default <repo>/build), ETL_LOCALSTACK_UP_TIMEOUT (s, 120).
+# ETL_BUILD_DIR (state and logs, default <repo>/build), ETL_LOCALSTACK_PORT (4566; a second
+# instance needs its own port and build dir), ETL_LOCALSTACK_UP_TIMEOUT (s, 120).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,7 +25,7 @@ BUILD_DIR="${ETL_BUILD_DIR:-$REPO/build}/localstack"
 PID_FILE="$BUILD_DIR/localstack.pid"
 LOG_FILE="$BUILD_DIR/localstack.log"
 HOST=127.0.0.1
-PORT=4566
+PORT="${ETL_LOCALSTACK_PORT:-4566}"
 ENDPOINT="http://$HOST:$PORT"
 UP_TIMEOUT="${ETL_LOCALSTACK_UP_TIMEOUT:-120}"
 

@@ -2,7 +2,9 @@
 
 import json
 
-from helpers import ACCOUNT, run_state_machine, unique, wait_for
+import pytest
+
+from helpers import ACCOUNT, REGION, run_state_machine, unique, wait_for
 
 GLUE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/probe-glue"
 TERMINAL_JOB_STATES = {"SUCCEEDED", "FAILED", "STOPPED", "TIMEOUT", "ERROR"}
@@ -175,3 +177,175 @@ def test_crawler_is_created_and_started_directly_and_from_step_functions(client)
     finally:
         glue.delete_crawler(Name=crawler)
         glue.delete_database(Name=db)
+
+
+# --- CloudFormation: our AWS::Glue::Database / ::Crawler / ::Job resource providers ----------
+
+
+def stack_outputs(cfn, stack_id: str, want: str) -> dict[str, str]:
+    """Wait until the stack leaves *_IN_PROGRESS; assert it reached `want`; return its outputs."""
+    stack = wait_for(
+        f"stack to reach {want}",
+        lambda: not (s := cfn.describe_stacks(StackName=stack_id)["Stacks"][0])[
+            "StackStatus"
+        ].endswith("_IN_PROGRESS")
+        and s,
+        timeout=60,
+    )
+    failed = [
+        f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason')}"
+        for e in cfn.describe_stack_events(StackName=stack_id)["StackEvents"]
+        if e["ResourceStatus"].endswith("_FAILED")
+    ]
+    assert stack["StackStatus"] == want, (stack.get("StackStatusReason"), failed)
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def delete_stack(cfn, stack_id: str) -> None:
+    cfn.delete_stack(StackName=stack_id)
+    stack_outputs(cfn, stack_id, "DELETE_COMPLETE")
+
+
+def glue_template(database: dict, crawler: dict, job: dict) -> str:
+    """The three resources (the crawler and job use the database through Ref) and Ref outputs."""
+    return json.dumps(
+        {
+            "Resources": {
+                "Database": {"Type": "AWS::Glue::Database", "Properties": database},
+                "Crawler": {"Type": "AWS::Glue::Crawler", "Properties": crawler},
+                "Job": {"Type": "AWS::Glue::Job", "Properties": job},
+            },
+            "Outputs": {name: {"Value": {"Ref": name}} for name in ("Database", "Crawler", "Job")},
+        }
+    )
+
+
+def test_cloudformation_stack_creates_and_deletes_glue_database_crawler_and_job(client):
+    cfn, glue = client("cloudformation"), client("glue")
+    db = unique("probe_db").replace("-", "_")
+    crawler, job = unique("probe-crawler"), unique("probe-job")
+    location = f"s3://processed/{db}/"
+    configuration = json.dumps(
+        {"Version": 1.0, "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"}}
+    )
+    targets = {"S3Targets": [{"Path": f"{location}customers/", "Exclusions": ["**/_tmp/**"]}]}
+    policy = {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"}
+    command = {"Name": "glueetl", "ScriptLocation": "s3://scripts/etl.py", "PythonVersion": "3"}
+    template = glue_template(
+        database={
+            "CatalogId": {"Ref": "AWS::AccountId"},
+            "DatabaseInput": {
+                "Name": db,
+                "Description": "probe",
+                "LocationUri": location,
+                "Parameters": {"classification": "parquet"},
+            },
+        },
+        crawler={
+            "Name": crawler,
+            "Role": GLUE_ROLE,
+            "DatabaseName": {"Ref": "Database"},
+            "Targets": targets,
+            "SchemaChangePolicy": policy,
+            "TablePrefix": "raw_",
+            "Configuration": configuration,
+            "Schedule": {"ScheduleExpression": "cron(0 2 * * ? *)"},
+            "Description": "probe crawler",
+            "Tags": {"team": "etl"},
+        },
+        job={
+            "Name": job,
+            "Role": GLUE_ROLE,
+            "Command": command,
+            "DefaultArguments": {"--database": {"Ref": "Database"}, "--dataset": "customers"},
+            "GlueVersion": "4.0",
+            "WorkerType": "G.1X",
+            "NumberOfWorkers": 2,
+            "Timeout": 30,
+            "MaxRetries": 1,
+            "ExecutionProperty": {"MaxConcurrentRuns": 3},
+            "Description": "probe job",
+            "Tags": {"team": "etl"},
+        },
+    )
+    stack_id = cfn.create_stack(StackName=unique("probe-glue"), TemplateBody=template)["StackId"]
+    try:
+        outputs = stack_outputs(cfn, stack_id, "CREATE_COMPLETE")
+        assert outputs == {"Database": db, "Crawler": crawler, "Job": job}  # Ref is the name
+
+        database = glue.get_database(Name=db)["Database"]
+        assert (database["Description"], database["LocationUri"]) == ("probe", location)
+        assert database["Parameters"] == {"classification": "parquet"}
+        assert database["CatalogId"] == ACCOUNT
+
+        got = glue.get_crawler(Name=crawler)["Crawler"]
+        assert (got["Role"], got["DatabaseName"], got["TablePrefix"]) == (GLUE_ROLE, db, "raw_")
+        assert (got["Targets"], got["SchemaChangePolicy"]) == (targets, policy)
+        assert got["Schedule"]["ScheduleExpression"] == "cron(0 2 * * ? *)"
+        assert (got["Configuration"], got["Description"]) == (configuration, "probe crawler")
+        arn = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+        assert glue.get_tags(ResourceArn=f"{arn}:crawler/{crawler}")["Tags"] == {"team": "etl"}
+
+        got = glue.get_job(JobName=job)["Job"]
+        assert (got["Role"], got["Command"], got["GlueVersion"]) == (GLUE_ROLE, command, "4.0")
+        assert got["DefaultArguments"] == {"--database": db, "--dataset": "customers"}
+        assert (got["WorkerType"], got["NumberOfWorkers"]) == ("G.1X", 2)
+        assert (got["Timeout"], got["MaxRetries"]) == (30, 1)
+        assert got["ExecutionProperty"] == {"MaxConcurrentRuns": 3}
+        assert got["Description"] == "probe job"
+        assert glue.get_tags(ResourceArn=f"{arn}:job/{job}")["Tags"] == {"team": "etl"}
+    finally:
+        delete_stack(cfn, stack_id)
+
+    for get in (
+        lambda: glue.get_database(Name=db),
+        lambda: glue.get_crawler(Name=crawler),
+        lambda: glue.get_job(JobName=job),
+    ):
+        with pytest.raises(glue.exceptions.EntityNotFoundException):
+            get()
+
+
+def test_cloudformation_stack_update_changes_glue_resources_and_keeps_generated_names(client):
+    cfn, glue = client("cloudformation"), client("glue")
+    stack = unique("probe-glue")
+
+    def template(version: str, workers: int) -> str:
+        # No names: CloudFormation generates them, as in AWS.
+        return glue_template(
+            database={
+                "CatalogId": {"Ref": "AWS::AccountId"},
+                "DatabaseInput": {"Description": version},
+            },
+            crawler={
+                "Role": GLUE_ROLE,
+                "DatabaseName": {"Ref": "Database"},
+                "Targets": {"S3Targets": [{"Path": "s3://processed/customers/"}]},
+                "Description": version,
+            },
+            job={
+                "Role": GLUE_ROLE,
+                "Command": {"Name": "pythonshell", "ScriptLocation": "s3://scripts/etl.py"},
+                "MaxCapacity": 0.0625,
+                "NumberOfWorkers": workers,
+                "Description": version,
+            },
+        )
+
+    stack_id = cfn.create_stack(StackName=stack, TemplateBody=template("v1", 2))["StackId"]
+    try:
+        names = stack_outputs(cfn, stack_id, "CREATE_COMPLETE")
+        assert all(name.startswith(f"{stack}-") for name in names.values()), names
+        assert names["Database"] == names["Database"].lower()
+        assert glue.get_job(JobName=names["Job"])["Job"]["MaxCapacity"] == 0.0625
+
+        cfn.update_stack(StackName=stack_id, TemplateBody=template("v2", 5))
+        assert stack_outputs(cfn, stack_id, "UPDATE_COMPLETE") == names
+        assert glue.get_database(Name=names["Database"])["Database"]["Description"] == "v2"
+        crawler = glue.get_crawler(Name=names["Crawler"])["Crawler"]
+        assert (crawler["Description"], crawler["DatabaseName"]) == ("v2", names["Database"])
+        job = glue.get_job(JobName=names["Job"])["Job"]
+        assert (job["Description"], job["NumberOfWorkers"]) == ("v2", 5)
+    finally:
+        delete_stack(cfn, stack_id)
+    assert names["Job"] not in glue.list_jobs()["JobNames"]
