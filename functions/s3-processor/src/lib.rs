@@ -312,9 +312,16 @@ async fn process_object(
 }
 
 fn engine_error(source: &str, e: etl_core::EtlError) -> EtlError {
-    match e {
+    match &e {
         etl_core::EtlError::Spec(_) | etl_core::EtlError::Input(_) => {
             EtlError::invalid_input(e.to_string())
+        }
+        // Data a decoder refuses (a .gz that is not gzip, corrupt zstd) fails the same way
+        // on every retry: the file is bad, not the connection.
+        etl_core::EtlError::Io { source: io, .. }
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            EtlError::invalid_input(format!("{source}: {e}"))
         }
         // A broken S3 stream surfaces as an I/O error while reading.
         etl_core::EtlError::Io { .. } => EtlError::transient(format!("{source}: {e}")),
@@ -610,6 +617,19 @@ impl ReferenceLoader for S3References {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn undecodable_data_is_invalid_input_and_a_broken_stream_is_transient() {
+        let io = |kind| etl_core::EtlError::Io {
+            context: "reading s3://b/k.csv.gz".into(),
+            source: std::io::Error::new(kind, "invalid gzip header"),
+        };
+        let corrupt = engine_error("s3://b/k.csv.gz", io(std::io::ErrorKind::InvalidData));
+        assert_eq!(corrupt.error_type(), "InvalidInput");
+        assert!(corrupt.to_string().contains("s3://b/k.csv.gz"));
+        let dropped = engine_error("s3://b/k.csv.gz", io(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(dropped.error_type(), "TransientError");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
         pairs
