@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The LocalStack harness proof: builds the probe Lambda with cargo-lambda, makes sure LocalStack
-# answers (starting host-mode LocalStack if nothing does, and stopping it again afterwards),
-# and runs the pytest suite in tests/localstack/tests. Extra arguments go to pytest.
+# The Python suites against LocalStack: builds every Lambda zip with cargo-lambda, makes sure
+# LocalStack answers (starting host-mode LocalStack if nothing does, and stopping it again
+# afterwards), and runs pytest on the harness proof (tests/localstack/tests) and the
+# end-to-end tests of the deployed template (tests/e2e). Extra arguments go to pytest
+# (e.g. a path to run one suite).
 #
 # With ETL_LOCALSTACK_ENDPOINT set (e.g. a stock LocalStack with Docker), that endpoint must
 # already answer; nothing is started.
@@ -15,8 +17,9 @@ log() { printf 'run-tests.sh: %s\n' "$*" >&2; }
 
 bash "$HERE/localstack.sh" install
 PYTHON="$(bash "$HERE/localstack.sh" python)"
-ZIP="$(bash "$HERE/tools.sh" build-probe)"
-log "probe Lambda: $ZIP"
+LAMBDA_DIR="$(bash "$HERE/tools.sh" build-lambdas)"
+ZIP="$LAMBDA_DIR/probe-lambda/bootstrap.zip"
+log "Lambda zips: $LAMBDA_DIR"
 
 started_here=0
 if ! curl -fsS --max-time 2 "$ENDPOINT/_localstack/health" >/dev/null 2>&1; then
@@ -42,6 +45,7 @@ finish() {
 trap finish EXIT
 
 cd "$HERE"
+(( $# )) || set -- tests ../e2e
 # No caches or bytecode in the source tree.
-PYTHONDONTWRITEBYTECODE=1 ETL_PROBE_ZIP="$ZIP" ETL_LOCALSTACK_ENDPOINT="$ENDPOINT" \
-    "$PYTHON" -m pytest tests -p no:cacheprovider -rfE "$@"
+PYTHONDONTWRITEBYTECODE=1 ETL_PROBE_ZIP="$ZIP" ETL_LAMBDA_DIR="$LAMBDA_DIR" \
+    ETL_LOCALSTACK_ENDPOINT="$ENDPOINT" "$PYTHON" -m pytest -p no:cacheprovider -rfE "$@"

@@ -3,7 +3,8 @@
 #
 #   tools.sh install       venv with cargo-lambda (idempotent); prints nothing else
 #   tools.sh cargo-lambda  print the path of the cargo-lambda binary
-#   tools.sh build-probe   build tests/probe-lambda with cargo-lambda; print the zip's path
+#   tools.sh build-lambdas build every function (and the probe) as zips; print their directory
+#   tools.sh build-probe   the same build; print the probe zip's path
 #
 # Builds use --compiler cargo and --disable-optimizations: cargo-lambda's release
 # "optimizations" set panic=abort, LTO, strip and -C target-cpu=haswell, which changes every
@@ -31,12 +32,18 @@ cmd_install() {
 # Same target dir as plain cargo: CARGO_TARGET_DIR if set, else the workspace's target/.
 target_dir() { echo "${CARGO_TARGET_DIR:-$REPO/target}"; }
 
-cmd_build_probe() {
+# Zips land in <target>/lambda/<binary>/bootstrap.zip.
+cmd_build_lambdas() {
     cmd_install
-    # --workspace, not -p probe-lambda: one feature set for shared dependencies, the same
-    # as `cargo build/test --workspace`, so nothing (polars, the SDK) compiles twice.
+    # --workspace, not -p <name>: one feature set for shared dependencies, the same as
+    # `cargo build/test --workspace`, so nothing (polars, the SDK) compiles twice.
     (cd "$REPO" && "$VENV/bin/cargo-lambda" lambda build --release --compiler cargo \
         --disable-optimizations --workspace --output-format zip --quiet) >&2
+    echo "$(target_dir)/lambda"
+}
+
+cmd_build_probe() {
+    cmd_build_lambdas >/dev/null
     local zip
     zip="$(target_dir)/lambda/probe-lambda/bootstrap.zip"
     [[ -f "$zip" ]] || { log "error: cargo-lambda built no $zip"; exit 1; }
@@ -46,6 +53,7 @@ cmd_build_probe() {
 case "${1:-}" in
     install) cmd_install ;;
     cargo-lambda) cmd_install; echo "$VENV/bin/cargo-lambda" ;;
+    build-lambdas) cmd_build_lambdas ;;
     build-probe) cmd_build_probe ;;
-    *) echo "usage: $0 {install|cargo-lambda|build-probe}" >&2; exit 2 ;;
+    *) echo "usage: $0 {install|cargo-lambda|build-lambdas|build-probe}" >&2; exit 2 ;;
 esac
