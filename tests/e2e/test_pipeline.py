@@ -176,8 +176,10 @@ def test_workflow_failure_sends_error_and_cause_to_alerts(stack, client, topics)
     assert done["status"] == "FAILED"
     [alert] = messages_for(client, topics["AlertTopicArn"], done["executionArn"])
     assert alert["status"] == "FAILED"
-    assert alert["error"] and alert["cause"]
-    assert "x.csv.gz" in alert["cause"] or "InvalidInput" in alert["error"] + alert["cause"]
+    # As in AWS, a Distributed Map reports its own error, not the item's (the failed item's
+    # InvalidInput and file are in the map run's child execution).
+    assert alert["error"] == "States.ExceedToleratedFailureThreshold" and alert["cause"]
+    assert "ProcessFiles" in states_entered(client, done["executionArn"])
 
     # A Glue job that does not exist fails the same way.
     done = run_workflow(

@@ -5,5 +5,7 @@
 - ``localstack.aws.provider`` / ``glue:default``: the Glue API served by the moto that
   LocalStack bundles (see glue.py);
 - ``localstack.cloudformation.resource_providers`` / ``aws::glue::database``, ``::crawler``,
-  ``::job``: those CloudFormation resource types, made through that Glue API (see glue_cfn.py).
+  ``::job``: those CloudFormation resource types, made through that Glue API (see glue_cfn.py);
+- ``localstack.hooks.on_infra_start`` / ``patch_distributed_map_tolerance``: Distributed Map
+  states fail with States.ExceedToleratedFailureThreshold as in AWS (see sfn_map_tolerance.py).
 """
