@@ -12,14 +12,29 @@ ETL          := $(BIN_DIR)/etl
 BUILD_DIR    ?= $(CURDIR)/build
 ROWS         ?= 1000000
 SPEC         ?= infra/pipelines/customers.yaml
+# Lambda architecture of `make build` / `make deploy`. Templates default to arm64 for AWS;
+# arm64 builds need the aarch64-unknown-linux-gnu Rust target (rustup target add ...).
+ARCH         ?= x86_64
+STACK        ?= serverless-etl-dev
+LOCAL_STACK  ?= serverless-etl-local
+LS_PYTHON     = $(shell tests/localstack/localstack.sh python)
 
 .PHONY: help
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build everything (release profile: tests, the CLI and Lambdas share it)
-	cargo build --release --workspace --locked
+build: ## Lambda zips with cargo-lambda into $CARGO_TARGET_DIR/lambda: make build ARCH=arm64
+ifeq ($(ARCH),x86_64)
+	tests/localstack/tools.sh build-lambdas
+else ifeq ($(ARCH),arm64)
+	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || \
+		{ echo "make build ARCH=arm64 needs: rustup target add aarch64-unknown-linux-gnu"; exit 1; }
+	"$$(tests/localstack/tools.sh cargo-lambda)" lambda build --release --arm64 --workspace \
+		--output-format zip
+else
+	$(error ARCH must be x86_64 or arm64)
+endif
 
 .PHONY: etl
 etl: ## Build the local runner (target/.../release/etl)
@@ -51,8 +66,35 @@ test-localstack: ## LocalStack harness suite only (installs and starts what it n
 validate-spec: etl ## Check a pipeline spec: make validate-spec SPEC=infra/pipelines/x.yaml
 	$(ETL) validate --spec $(SPEC)
 
+.PHONY: validate
+validate: ## cfn-lint the template and state machines, sam validate --lint
+	infra/tools.sh validate
+
+.PHONY: deploy-local
+deploy-local: local-up build ## Deploy infra/template.yaml into LocalStack (stack serverless-etl-local)
+	"$(LS_PYTHON)" tests/localstack/stack.py deploy --stack-name $(LOCAL_STACK) --param Stage=local
+
+.PHONY: destroy-local
+destroy-local: ## Delete the LocalStack stack
+	"$(LS_PYTHON)" tests/localstack/stack.py delete --stack-name $(LOCAL_STACK)
+
 .PHONY: demo
-demo: etl ## Run the customers pipeline on the sample file into build/demo
+demo: local-up build ## LocalStack: deploy, upload the sample, run the workflow, show the results
+	"$(LS_PYTHON)" tests/localstack/demo.py
+
+.PHONY: deploy
+deploy: ## AWS: sam build + sam deploy with infra/samconfig.toml (GUIDED=1 the first time)
+	@# SAM's rust-cargolambda build runs cargo-lambda from PATH.
+	cd infra && PATH="$$(dirname "$$("$(CURDIR)/tests/localstack/tools.sh" cargo-lambda)"):$$PATH" \
+		./tools.sh sam build
+	cd infra && ./tools.sh sam deploy --stack-name $(STACK) $(if $(GUIDED),--guided)
+
+.PHONY: destroy
+destroy: ## AWS: delete the stack (empty its buckets first; see README)
+	cd infra && ./tools.sh sam delete --stack-name $(STACK)
+
+.PHONY: demo-cli
+demo-cli: etl ## No AWS at all: the local runner on the sample file into build/demo
 	rm -rf $(BUILD_DIR)/demo
 	$(ETL) run --spec $(SPEC) --input infra/samples/customers.csv --output $(BUILD_DIR)/demo
 	@echo; echo "Parquet files:"; find $(BUILD_DIR)/demo/customers -name '*.parquet' | sort
@@ -69,7 +111,7 @@ bench: etl ## Benchmark against pandas, polars and DuckDB: make bench ROWS=10000
 	ROWS=$(ROWS) tests/bench/run.sh
 
 .PHONY: local-up
-local-up: ## Start LocalStack in host mode on 127.0.0.1:4566 (no Docker)
+local-up: ## Start LocalStack in host mode on 127.0.0.1:4566 (no Docker); idempotent
 	tests/localstack/localstack.sh up
 
 .PHONY: local-down
