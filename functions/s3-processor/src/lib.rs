@@ -150,6 +150,11 @@ impl Clients {
     }
 }
 
+/// Objects are read as ranged GETs of this size, a few ahead of the engine: each is a short
+/// request retried on its own, and memory stays at about size x concurrency.
+const READ_PART_BYTES: u64 = 8 << 20;
+const READ_CONCURRENCY: usize = 4;
+
 /// What happened to one object.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -240,7 +245,14 @@ async fn process_object(
     let source_name = format!("s3://{}/{}", o.bucket, o.key);
     tracing::info!(source = %source_name, dataset = %dataset, "processing");
 
-    let object = etl_aws::s3::get_object(&clients.s3, &o.bucket, &o.key).await?;
+    let object = etl_aws::s3::get_object_ranges(
+        &clients.s3,
+        &o.bucket,
+        &o.key,
+        READ_PART_BYTES,
+        READ_CONCURRENCY,
+    )
+    .await?;
     let etag = o.etag.clone().or_else(|| object.etag.clone());
     let work = tempfile::Builder::new()
         .prefix("s3-processor-")

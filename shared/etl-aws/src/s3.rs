@@ -75,18 +75,50 @@ pub fn byte_ranges(size: u64, part_size: u64) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// An object being read as ranged GETs (see [`get_object_ranges`]).
+pub struct RangedObject {
+    pub size: u64,
+    pub etag: Option<String>,
+    pub last_modified: Option<DateTime<Utc>>,
+    /// The object's bytes, part by part, in order.
+    pub parts: futures::stream::BoxStream<'static, Result<bytes::Bytes, EtlError>>,
+}
+
+impl std::fmt::Debug for RangedObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RangedObject")
+            .field("size", &self.size)
+            .field("etag", &self.etag)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RangedObject {
+    /// The parts as one async reader, for streaming decoders.
+    pub fn into_reader(self) -> impl AsyncBufRead + Send + Unpin {
+        use futures::TryStreamExt;
+        tokio_util::io::StreamReader::new(self.parts.map_err(std::io::Error::other))
+    }
+}
+
+/// Attempts per ranged GET before a transient failure is final.
+const RANGE_ATTEMPTS: u32 = 4;
+
 /// Downloads `s3://bucket/key` as ranged GETs of `part_size` bytes, up to `concurrency` at
-/// once, yielding the parts in order (memory: about `part_size * concurrency`). Every range
-/// is pinned to the ETag seen first (`If-Match`), so an object overwritten mid-download
-/// fails with a transient error instead of mixing two versions.
+/// once, yielding the parts in order (memory: about `part_size * concurrency`).
+///
+/// Long single GETs of big objects do break mid-body (connection resets, idle timeouts
+/// while the consumer is busy); here each part is a short request retried on its own, with
+/// backoff, so a 5 GB object survives a dropped connection. Every range is pinned to the
+/// ETag seen first (`If-Match`), so an object overwritten mid-download fails with a
+/// transient error instead of mixing two versions.
 pub async fn get_object_ranges(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     part_size: u64,
     concurrency: usize,
-) -> Result<impl futures::Stream<Item = Result<bytes::Bytes, EtlError>> + Send + 'static, EtlError>
-{
+) -> Result<RangedObject, EtlError> {
     use futures::StreamExt;
     let head = client
         .head_object()
@@ -96,36 +128,85 @@ pub async fn get_object_ranges(
         .await
         .map_err(|e| EtlError::from_sdk(format!("reading s3://{bucket}/{key}"), e))?;
     let size = u64::try_from(head.content_length.unwrap_or(0)).unwrap_or(0);
-    let etag = head.e_tag;
+    let etag = head.e_tag.clone();
     let client = client.clone();
     let (bucket, key) = (bucket.to_string(), key.to_string());
-    Ok(futures::stream::iter(byte_ranges(size, part_size))
+    let parts = futures::stream::iter(byte_ranges(size, part_size))
         .map(move |(start, end)| {
-            let request = client
-                .get_object()
-                .bucket(&bucket)
-                .key(&key)
-                .range(format!("bytes={start}-{end}"))
-                .set_if_match(etag.clone());
-            let context = format!("reading bytes {start}-{end} of s3://{bucket}/{key}");
+            let (client, bucket, key, etag) =
+                (client.clone(), bucket.clone(), key.clone(), etag.clone());
             async move {
-                let out = request.send().await.map_err(|e| {
-                    let changed = e.raw_response().map(|r| r.status().as_u16()) == Some(412);
-                    let err = EtlError::from_sdk(&context, e);
-                    if changed {
-                        EtlError::transient(format!("{err} (the object changed while being read)"))
-                    } else {
-                        err
+                let mut attempt = 1;
+                loop {
+                    match get_range(&client, &bucket, &key, etag.as_deref(), start, end).await {
+                        Err(Fetch::Retry(e)) if attempt < RANGE_ATTEMPTS => {
+                            tracing::warn!(
+                                bucket = %bucket, key = %key, start, end, attempt, error = %e,
+                                "ranged GET failed, retrying"
+                            );
+                            let backoff = 200u64 << attempt.min(6);
+                            tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
+                            attempt += 1;
+                        }
+                        Ok(data) => return Ok(data),
+                        Err(Fetch::Retry(e) | Fetch::Final(e)) => return Err(e),
                     }
-                })?;
-                let data =
-                    out.body.collect().await.map_err(|e| {
-                        EtlError::transient(format!("{context}: {e}")).with_source(e)
-                    })?;
-                Ok(data.into_bytes())
+                }
             }
         })
-        .buffered(concurrency.max(1)))
+        .buffered(concurrency.max(1))
+        .boxed();
+    Ok(RangedObject {
+        size,
+        etag: head.e_tag.as_deref().map(|e| unquote_etag(e).to_string()),
+        last_modified: head.last_modified.as_ref().and_then(to_chrono),
+        parts,
+    })
+}
+
+/// A failed ranged GET: worth another attempt, or not.
+enum Fetch {
+    Retry(EtlError),
+    Final(EtlError),
+}
+
+/// One ranged GET, body included.
+async fn get_range(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    etag: Option<&str>,
+    start: u64,
+    end: u64,
+) -> Result<bytes::Bytes, Fetch> {
+    let context = format!("reading bytes {start}-{end} of s3://{bucket}/{key}");
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .range(format!("bytes={start}-{end}"))
+        .set_if_match(etag.map(str::to_string))
+        .send()
+        .await
+        .map_err(|e| {
+            let changed = e.raw_response().map(|r| r.status().as_u16()) == Some(412);
+            let err = EtlError::from_sdk(&context, e);
+            if changed {
+                // Transient for the caller (a rerun reads the new version), pointless here.
+                Fetch::Final(EtlError::transient(format!(
+                    "{err} (the object changed while being read)"
+                )))
+            } else if err.kind() == ErrorKind::Transient {
+                Fetch::Retry(err)
+            } else {
+                Fetch::Final(err)
+            }
+        })?;
+    let data =
+        out.body.collect().await.map_err(|e| {
+            Fetch::Retry(EtlError::transient(format!("{context}: {e}")).with_source(e))
+        })?;
+    Ok(data.into_bytes())
 }
 
 /// Options for [`put_object_from_reader`].

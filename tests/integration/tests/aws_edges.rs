@@ -258,15 +258,26 @@ async fn multipart_put_round_trip() {
 
     // Ranged, parallel parts come back in order.
     use futures::TryStreamExt;
-    let parts: Vec<bytes::Bytes> =
-        etl_aws::s3::get_object_ranges(&s3, &bucket, "big/object.bin", 5 * 1024 * 1024, 3)
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
+    let ranged = etl_aws::s3::get_object_ranges(&s3, &bucket, "big/object.bin", 5 * 1024 * 1024, 3)
+        .await
+        .unwrap();
+    assert_eq!(ranged.size, body.len() as u64);
+    assert!(ranged.etag.is_some());
+    let parts: Vec<bytes::Bytes> = ranged.parts.try_collect().await.unwrap();
     assert_eq!(parts.len(), 3);
     assert!(parts.concat() == body, "ranged parts reassemble the object");
+    let mut back = Vec::new();
+    let ranged = etl_aws::s3::get_object_ranges(&s3, &bucket, "big/object.bin", 4 * 1024 * 1024, 2)
+        .await
+        .unwrap();
+    tokio::io::AsyncReadExt::read_to_end(&mut ranged.into_reader(), &mut back)
+        .await
+        .unwrap();
+    assert!(back == body, "the ranged reader yields the object");
+    let missing = etl_aws::s3::get_object_ranges(&s3, &bucket, "nope", 1024, 2)
+        .await
+        .unwrap_err();
+    assert_eq!(missing.error_type(), "NotFound");
 
     let small = put_object_from_reader(&s3, &bucket, "small.bin", &b"tiny"[..], &options)
         .await
