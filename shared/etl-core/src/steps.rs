@@ -2,14 +2,13 @@
 //! into rows kept and rows rejected (with a reason); the only other way a row leaves is
 //! as a duplicate. That is what keeps `in = out + duplicates + quarantined` exact.
 
-use std::collections::HashSet;
 use std::io::Cursor;
 
 use polars::prelude::*;
 
 use crate::batch::LINE_COLUMN;
 use crate::error::{EtlError, PolarsContext, SpecError};
-use crate::hash::row_hashes;
+use crate::hash::{SeenSet, row_hashes};
 use crate::read::{self, Field, Record, RecordVisitor};
 use crate::spec::{
     CaseSpec, DeriveExpr, ExtraColumns, FieldSpec, FillValue, JoinStep, PipelineSpec, Step,
@@ -45,7 +44,7 @@ pub trait ReferenceLoader {
 enum Action {
     Dedup {
         columns: Option<Vec<PlSmallStr>>,
-        seen: HashSet<u128>,
+        seen: SeenSet,
     },
     FillNull(Vec<(String, FillValue)>),
     Filter {
@@ -95,7 +94,7 @@ pub(crate) fn compile(
                         .columns
                         .as_ref()
                         .map(|c| c.iter().map(|s| s.as_str().into()).collect()),
-                    seen: HashSet::new(),
+                    seen: SeenSet::new(),
                 },
                 Step::FillNull(values) => {
                     Action::FillNull(values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
