@@ -107,8 +107,17 @@ sample-data: etl ## Generate a dirty customers CSV: make sample-data ROWS=100000
 	@ls -lh $(BUILD_DIR)/data/customers-$(ROWS).csv
 
 .PHONY: bench
-bench: etl ## Benchmark against pandas, polars and DuckDB: make bench ROWS=1000000
+bench: etl ## Engine vs pandas, polars, DuckDB, then bench-functions: make bench ROWS=1000000
 	ROWS=$(ROWS) tests/bench/run.sh
+	@$(MAKE) --no-print-directory bench-functions
+
+.PHONY: bench-functions
+bench-functions: etl ## Lambda zip sizes (dist), cold start, kinesis records/s (DIST_TARGET_DIR=...)
+	tests/bench/functions.sh
+
+.PHONY: bench-big
+bench-big: etl local-up build ## ~5 GB CSV and NDJSON, local and from LocalStack S3: peak RSS (GB=5)
+	"$(LS_PYTHON)" tests/bench/big.py $(ETL) $(CARGO_TARGET_DIR)/lambda $(BUILD_DIR)/big --gb $(or $(GB),5)
 
 .PHONY: local-up
 local-up: ## Start LocalStack in host mode on 127.0.0.1:4566 (no Docker); idempotent

@@ -1,6 +1,7 @@
 //! Decode + classify + aggregate throughput on 10,000-record batches, one core.
 //!
-//! `cargo run --release -p kinesis-consumer --example throughput [batches]`
+//! `cargo build --release --workspace --example throughput`, then run the binary (or `make
+//! bench-functions`); --workspace keeps the shared feature set, so nothing recompiles.
 //! The target is at least 200,000 records/s. This prints a figure; it asserts nothing
 //! (speed is measured by benchmarks, not by timed tests).
 
