@@ -25,18 +25,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from run import measure  # tests/bench/run.py: wall time and peak RSS via wait4
+
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "infra" / "pipelines" / "customers.yaml"
-
-
-def run_measured(cmd: list[str], env: dict[str, str] | None = None, **kw) -> tuple[int, float, float, bytes]:
-    """(exit status, wall s, peak RSS MB, stdout) of a child process."""
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, **kw)
-    out = proc.stdout.read() if proc.stdout else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, time.monotonic() - start, usage.ru_maxrss / 1024, out
 
 
 def generate(etl: str, fmt: str, gb: float, work: Path) -> tuple[Path, dict]:
@@ -66,9 +58,11 @@ def rows_per_partition(manifest: dict) -> dict[str, int]:
 def run_local(etl: str, path: Path, work: Path) -> tuple[float, float, dict]:
     out = work / f"out-{path.suffix[1:]}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    status, wall, rss, stdout = run_measured([etl, "run", "--spec", str(SPEC), "--input", str(path), "--output", str(out), "--json"])
-    if status != 0:
-        raise SystemExit(f"etl run {path} failed with exit {status}")
+    wall, rss, stdout = measure(
+        [etl, "run", "--spec", str(SPEC), "--input", str(path), "--output", str(out), "--json"],
+        dict(os.environ),
+        work,
+    )
     manifest = json.loads(stdout)
     subprocess.run(["rm", "-rf", str(out)], check=True)
     return wall, rss, manifest
