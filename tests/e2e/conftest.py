@@ -9,72 +9,28 @@ starts firing as soon as the stack exists.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from fake_api import API_KEY, Api
+
+# stack.py (the deployer) and the harness suite's helpers.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "localstack"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "localstack" / "tests"))
 import stack as stack_tool  # noqa: E402
 
-API_KEY = "e2e-" + uuid.uuid4().hex  # a secret: must never appear in a log
-# Two pages of customer records; the second page holds a duplicate and a bad email.
-API_PAGES = [
-    [
-        {"customer_id": 1, "name": "Ada", "email": "ada@example.com", "country": "GB",
-         "purchase_amount": 640.0, "signup_date": "2024-01-05"},
-        {"customer_id": 2, "name": None, "email": "bob@example.com", "country": "US",
-         "purchase_amount": 120.5, "signup_date": "2024-02-11"},
-    ],
-    [
-        {"customer_id": 3, "name": "Chen", "email": "chen@example.com", "country": "US",
-         "purchase_amount": 20.0, "signup_date": "2024-03-20"},
-        {"customer_id": 3, "name": "Chen", "email": "chen@example.com", "country": "US",
-         "purchase_amount": 20.0, "signup_date": "2024-03-20"},
-        {"customer_id": 4, "name": "Dee", "email": "dee.example.com", "country": "FR",
-         "purchase_amount": 75.0, "signup_date": "2024-04-01"},
-    ],
-]
-
-
-class _Api(BaseHTTPRequestHandler):
-    requests: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        type(self).requests.append(self.path)
-        if self.headers.get("Authorization") != f"Bearer {API_KEY}":
-            self.send_response(401)
-            self.end_headers()
-            return
-        page = 2 if self.path.endswith("page=2") else 1
-        if not self.path.startswith("/customers"):
-            self.send_response(404)
-            self.end_headers()
-            return
-        body = json.dumps({"data": API_PAGES[page - 1],
-                           "next": "/customers?page=2" if page == 1 else None}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
-def api() -> Iterator[tuple[str, type[_Api]]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+def api() -> Iterator[tuple[str, type[Api]]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", _Api
+    yield f"http://127.0.0.1:{server.server_address[1]}", Api
     server.shutdown()
 
 

@@ -14,30 +14,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from conftest import API_KEY, API_PAGES
+from fake_api import API_KEY, API_PAGES
+from helpers import list_keys as keys, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "infra" / "samples" / "customers.csv"
-
-
-def wait_for(what: str, check, timeout: float = 60, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if result := check():
-                return result
-        except Exception as e:  # noqa: BLE001 - reported at the deadline
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
-
-
-def keys(client, bucket: str, prefix: str = "") -> list[str]:
-    out: list[str] = []
-    for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        out.extend(o["Key"] for o in page.get("Contents", []))
-    return out
 
 
 def body(client, bucket: str, key: str) -> bytes:
@@ -281,6 +262,7 @@ def test_stream_archive_sessions_and_one_order_per_purchase_even_on_redelivery(s
         wait_for(
             f"order {e['name']} to succeed",
             lambda e=e: sfn.describe_execution(executionArn=e["executionArn"])["status"] == "SUCCEEDED",
+            timeout=60,
         )
 
 
