@@ -411,19 +411,14 @@ impl QuarantineWriter {
         code: String,
         reason: String,
     ) -> Result<(), EtlError> {
-        *self.by_code.entry(code.clone()).or_default() += 1;
         self.raw.push(RawReject {
             line,
             fields,
             raw,
-            code,
+            code: code.clone(),
             reason,
         });
-        self.pending_rows += 1;
-        if self.pending_rows >= QUARANTINE_FLUSH_ROWS {
-            self.flush()?;
-        }
-        Ok(())
+        self.added(code, 1)
     }
 
     /// Turns the buffered raw rejects into one frame in `pending` (keeping arrival order).
@@ -497,13 +492,14 @@ impl QuarantineWriter {
         columns.push(Column::full_null("_raw".into(), n, &DataType::String));
         let df = DataFrame::new(n, columns).context(|| "building quarantine rows".to_string())?;
         self.frame_raw()?;
-        self.push_frame_rows(df, r.code, n as u64)
+        self.pending.push(df);
+        self.added(r.code, n)
     }
 
-    fn push_frame_rows(&mut self, df: DataFrame, code: String, n: u64) -> Result<(), EtlError> {
-        *self.by_code.entry(code).or_default() += n;
-        self.pending_rows += df.height();
-        self.pending.push(df);
+    /// Counts `n` rows just buffered under `code`; writes the buffer out past the flush size.
+    fn added(&mut self, code: String, n: usize) -> Result<(), EtlError> {
+        *self.by_code.entry(code).or_default() += n as u64;
+        self.pending_rows += n;
         if self.pending_rows >= QUARANTINE_FLUSH_ROWS {
             self.flush()?;
         }
