@@ -8,19 +8,10 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-LOCK="$HERE/requirements.lock"
-CACHE_DIR="${ETL_CACHE_DIR:-$HOME/.cache/serverless-etl}"
-VENV="$CACHE_DIR/deploy-$(sha256sum "$LOCK" | cut -c1-12)"
 export SAM_CLI_TELEMETRY=0
 
-install() {
-    [[ -f "$VENV/.installed" ]] && return 0
-    printf 'infra/tools.sh: creating %s\n' "$VENV" >&2
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$LOCK"
-    touch "$VENV/.installed"
-}
+# Sets VENV (installing it on first use).
+install() { VENV="$("$HERE/../tests/venv.sh" "$HERE/requirements.lock" deploy)"; }
 
 validate() {
     install

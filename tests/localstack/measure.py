@@ -1,7 +1,7 @@
 """Measure host-mode LocalStack: start-to-healthy time, cold and warm invoke latency.
 
 Run with the LocalStack venv's python (tests/localstack/localstack.sh python) after building
-the probe (tests/localstack/tools.sh build-probe):
+the probe (tests/localstack/tools.sh build-lambdas):
 
     python tests/localstack/measure.py [--zip PATH] [--rounds 3] [--warm 20] [--restart]
 

@@ -4,7 +4,6 @@
 #   tools.sh install       venv with cargo-lambda (idempotent); prints nothing else
 #   tools.sh cargo-lambda  print the path of the cargo-lambda binary
 #   tools.sh build-lambdas build every function (and the probe) as zips; print their directory
-#   tools.sh build-probe   the same build; print the probe zip's path
 #
 # Builds use --compiler cargo and --disable-optimizations: cargo-lambda's release
 # "optimizations" set panic=abort, LTO, strip and -C target-cpu=haswell, which changes every
@@ -14,20 +13,9 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-REQS="$HERE/tools-requirements.txt"
-CACHE_DIR="${ETL_CACHE_DIR:-$HOME/.cache/serverless-etl}"
-VENV="$CACHE_DIR/tools-$(sha256sum "$REQS" | cut -c1-12)"
 
-log() { printf 'tools.sh: %s\n' "$*" >&2; }
-
-cmd_install() {
-    [[ -f "$VENV/.installed" ]] && return 0
-    log "creating $VENV"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$REQS"
-    touch "$VENV/.installed"
-}
+# Sets VENV (installing it on first use).
+cmd_install() { VENV="$("$REPO/tests/venv.sh" "$HERE/tools-requirements.txt" tools)"; }
 
 # Same target dir as plain cargo: CARGO_TARGET_DIR if set, else the workspace's target/.
 target_dir() { echo "${CARGO_TARGET_DIR:-$REPO/target}"; }
@@ -42,18 +30,9 @@ cmd_build_lambdas() {
     echo "$(target_dir)/lambda"
 }
 
-cmd_build_probe() {
-    cmd_build_lambdas >/dev/null
-    local zip
-    zip="$(target_dir)/lambda/probe-lambda/bootstrap.zip"
-    [[ -f "$zip" ]] || { log "error: cargo-lambda built no $zip"; exit 1; }
-    echo "$zip"
-}
-
 case "${1:-}" in
     install) cmd_install ;;
     cargo-lambda) cmd_install; echo "$VENV/bin/cargo-lambda" ;;
     build-lambdas) cmd_build_lambdas ;;
-    build-probe) cmd_build_probe ;;
-    *) echo "usage: $0 {install|cargo-lambda|build-lambdas|build-probe}" >&2; exit 2 ;;
+    *) echo "usage: $0 {install|cargo-lambda|build-lambdas}" >&2; exit 2 ;;
 esac
