@@ -163,16 +163,15 @@ def deploy(stack: str, params: dict[str, str]) -> dict[str, str]:
     started = time.monotonic()
     if stack_status(cfn, stack) is None:
         cfn.create_stack(StackName=stack, TemplateBody=body, Parameters=parameters, Capabilities=capabilities)
-        want = "CREATE_COMPLETE"
     else:
         try:
             cfn.update_stack(StackName=stack, TemplateBody=body, Parameters=parameters, Capabilities=capabilities)
         except cfn.exceptions.ClientError as e:
             if "No updates are to be performed" not in str(e):
                 raise
-        want = "UPDATE_COMPLETE"
     status = wait(cfn, stack)
-    if status not in (want, "UPDATE_COMPLETE", "CREATE_COMPLETE"):
+    # "No updates" leaves the stack as it was: CREATE_ or UPDATE_COMPLETE.
+    if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
         raise SystemExit(f"stack {stack}: {status}\n{failure_report(cfn, stack)}")
     print(f"stack.py: {stack} {status} in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return outputs(stack)
