@@ -20,18 +20,15 @@ pub(crate) fn row_hashes(df: &DataFrame, columns: &[PlSmallStr]) -> PolarsResult
     Ok(rows)
 }
 
-/// The null hash differs from every value's: values are hashed with a type tag byte.
+/// The null hash differs from every value's: values are hashed with a type tag as seed.
 const NULL_HASH: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
 
 /// One hash per value of a column; nulls hash alike.
 pub(crate) fn column_hashes(column: &Column) -> PolarsResult<Vec<u128>> {
     let physical = column.as_materialized_series().to_physical_repr();
-    let tagged = |tag: u8, bytes: &[u8]| {
-        let mut buf = Vec::with_capacity(bytes.len() + 1);
-        buf.push(tag);
-        buf.extend_from_slice(bytes);
-        xxh3_128_with_seed(&buf, 0)
-    };
+    // The type tag is the seed: values of different types hash apart without copying
+    // each value into a tagged buffer.
+    let tagged = |tag: u64, bytes: &[u8]| xxh3_128_with_seed(bytes, tag);
     let out = match physical.dtype() {
         DataType::String => physical
             .str()?
