@@ -19,7 +19,7 @@ use crate::read::{self, Field, ReadOptions, Record, RecordVisitor};
 use crate::spec::{FieldSpec, PipelineSpec, SourceFormat};
 use crate::steps::{self, CompiledStep, Outcome, ReferenceLoader};
 use crate::types::glue_type;
-use crate::write::{PartitionedWriter, QuarantineWriter};
+use crate::write::{OutputFile, PartitionedWriter, QuarantineWriter};
 
 /// Rows typed before the steps run on them. Large enough that per-batch overhead
 /// vanishes, small enough to keep memory flat.
@@ -149,6 +149,21 @@ impl Pipeline {
         let source_columns: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
         let schema_columns = self.schema_columns();
         let output = &self.spec.output;
+        let writer = PartitionedWriter::new(
+            &opts.data_dir,
+            &opts.source_id,
+            &output.partition_by,
+            output.compression,
+            output.row_group_size,
+            &self.output_schema,
+            engine_threads(),
+        );
+        // Three stages on three threads, joined by bounded channels so that at most a few
+        // batches are in flight and memory stays flat: reading and typing (here), steps
+        // and rules (the worker), partitioning and Parquet encoding (the writer). Messages
+        // keep input order, so dedup keeps the first row and files keep the input's order.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Message>(BATCHES_IN_FLIGHT);
+        let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<Output>(BATCHES_IN_FLIGHT);
         let mut worker = Worker {
             steps: self.steps,
             quality: Quality::new(
@@ -162,14 +177,7 @@ impl Pipeline {
                 self.spec.quality.min_score,
                 self.now.timestamp_micros(),
             ),
-            writer: PartitionedWriter::new(
-                &opts.data_dir,
-                &opts.source_id,
-                &output.partition_by,
-                output.compression,
-                output.row_group_size,
-                &self.output_schema,
-            ),
+            out: out_tx,
             quarantine: QuarantineWriter::new(
                 opts.quarantine_path.clone(),
                 &source_columns,
@@ -190,22 +198,19 @@ impl Pipeline {
             delimiter,
             extra_columns: self.spec.source.extra_columns,
         };
-        // Two stages on two threads: reading and typing here, steps, rules and writing on
-        // the worker. A bounded channel keeps at most a few batches in flight, so memory
-        // stays flat; messages keep input order, so dedup still keeps the first row.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Message>(BATCHES_IN_FLIGHT);
         let mut reader = Reader {
             typer: Typer::new(&fields, &self.spec.source.null_values, opts.batch_size),
             batch_size: opts.batch_size.max(1),
             rows_in: 0,
             tx,
         };
-        let (read_result, worker_result) = std::thread::scope(|scope| {
-            let handle = scope.spawn(move || -> Result<Worker<'_>, EtlError> {
+        let (read_result, worker_result, writer_result) = std::thread::scope(|scope| {
+            let writing = scope.spawn(move || write_all(writer, out_rx));
+            let processing = scope.spawn(move || -> Result<Processed, EtlError> {
                 for message in rx {
                     worker.handle(message)?;
                 }
-                Ok(worker)
+                worker.finish()
             });
             let read_result = (|| {
                 let columns = match format {
@@ -220,28 +225,28 @@ impl Pipeline {
                 reader.send_batch()?;
                 Ok::<_, EtlError>((columns, reader.rows_in))
             })();
-            // Closing the channel ends the worker's loop.
+            // Closing the channels ends the worker's loop, then the writer's.
             drop(reader);
-            let worker_result = handle
+            let worker_result = processing
                 .join()
                 .unwrap_or_else(|_| Err(engine_failure("the processing thread panicked")));
-            (read_result, worker_result)
+            let writer_result = writing
+                .join()
+                .unwrap_or_else(|_| Err(engine_failure("the writing thread panicked")));
+            (read_result, worker_result, writer_result)
         });
         drop(decoded);
-        // A worker failure explains a reader's failed send, so it is reported first.
-        let worker = worker_result?;
-        let (columns, rows_in) = read_result?;
-        let Worker {
-            writer,
+        // A later stage's failure explains an earlier one's failed send: report it first.
+        let outputs = writer_result?;
+        let Processed {
             quarantine,
             quality,
             rows_out,
             duplicates,
-            ..
-        } = worker;
+        } = worker_result?;
+        let (columns, rows_in) = read_result?;
         let quarantined_by_reason = quarantine.by_code.clone();
         let quarantined = quarantine.total();
-        let outputs = writer.finish()?;
         let quarantine_file = quarantine
             .finish()?
             .map(|(path, rows, bytes)| QuarantineFile {
@@ -370,13 +375,29 @@ impl Reader {
     }
 }
 
-/// The processing stage: steps, quality rules, output and quarantine files.
+/// The processing stage: steps, quality rules and the quarantine file.
 struct Worker<'a> {
     steps: Vec<CompiledStep>,
     quality: Quality,
-    writer: PartitionedWriter,
+    out: std::sync::mpsc::SyncSender<Output>,
     quarantine: QuarantineWriter,
     output_schema: &'a Schema,
+    rows_out: u64,
+    duplicates: u64,
+}
+
+/// What the worker hands the writer, in input order.
+enum Output {
+    Batch(DataFrame),
+    /// All batches were sent: close the files. Without it (the worker failed), the writer
+    /// stops without finishing them.
+    Finish,
+}
+
+/// The worker's results, once every batch went through.
+struct Processed {
+    quality: Quality,
+    quarantine: QuarantineWriter,
     rows_out: u64,
     duplicates: u64,
 }
@@ -395,6 +416,23 @@ impl Worker<'_> {
         }
     }
 
+    fn send(&self, output: Output) -> Result<(), EtlError> {
+        // The writer only hangs up when it failed; its error is the one reported.
+        self.out
+            .send(output)
+            .map_err(|_| engine_failure("the writing thread stopped"))
+    }
+
+    fn finish(self) -> Result<Processed, EtlError> {
+        self.send(Output::Finish)?;
+        Ok(Processed {
+            quality: self.quality,
+            quarantine: self.quarantine,
+            rows_out: self.rows_out,
+            duplicates: self.duplicates,
+        })
+    }
+
     fn process(&mut self, mut df: DataFrame) -> Result<(), EtlError> {
         let mut outcome = Outcome::default();
         for step in &mut self.steps {
@@ -407,8 +445,35 @@ impl Worker<'_> {
         }
         self.rows_out += df.height() as u64;
         let df = conform(df, self.output_schema)?;
-        self.writer.write(df)
+        self.send(Output::Batch(df))
     }
+}
+
+/// The writing stage: partitions batches into files until told to finish.
+fn write_all(
+    mut writer: PartitionedWriter,
+    rx: std::sync::mpsc::Receiver<Output>,
+) -> Result<Vec<OutputFile>, EtlError> {
+    for output in rx {
+        match output {
+            Output::Batch(df) => writer.write(df)?,
+            Output::Finish => return writer.finish(),
+        }
+    }
+    Err(engine_failure(
+        "processing stopped before the end of the input",
+    ))
+}
+
+/// Threads for encoding: as many as polars may use (`--threads` sets it), else the cores
+/// this process may run on.
+fn engine_threads() -> usize {
+    std::env::var("POLARS_MAX_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// Casts a batch to the output schema where an expression typed it differently (an

@@ -72,6 +72,8 @@ pub(crate) struct PartitionedWriter {
     partition_by: Vec<String>,
     partitions: HashMap<Vec<String>, Partition>,
     buffered_rows: usize,
+    /// Partitions flushed together are encoded on up to this many threads.
+    threads: usize,
 }
 
 impl PartitionedWriter {
@@ -82,6 +84,7 @@ impl PartitionedWriter {
         compression: Compression,
         row_group_size: usize,
         output_schema: &Schema,
+        threads: usize,
     ) -> Self {
         let mut schema = output_schema.clone();
         for p in partition_by {
@@ -98,6 +101,7 @@ impl PartitionedWriter {
             partition_by: partition_by.to_vec(),
             partitions: HashMap::new(),
             buffered_rows: 0,
+            threads: threads.max(1),
         }
     }
 
@@ -174,29 +178,32 @@ impl PartitionedWriter {
 
     /// Writes the fullest buffers until at most half the budget is held.
     fn flush_largest(&mut self) -> Result<(), EtlError> {
-        let mut by_size: Vec<(usize, Vec<String>)> = self
+        let mut by_size: Vec<&mut Partition> = self
             .partitions
-            .iter()
-            .filter(|(_, p)| p.pending_rows > 0)
-            .map(|(k, p)| (p.pending_rows, k.clone()))
+            .values_mut()
+            .filter(|p| p.pending_rows > 0)
             .collect();
-        by_size.sort_unstable_by_key(|(rows, _)| std::cmp::Reverse(*rows));
-        for (rows, key) in by_size {
+        by_size.sort_unstable_by_key(|p| std::cmp::Reverse(p.pending_rows));
+        let mut chosen = Vec::new();
+        for partition in by_size {
             if self.buffered_rows <= MAX_BUFFERED_ROWS / 2 {
                 break;
             }
-            let partition = self.partitions.get_mut(&key).expect("listed above");
-            flush(partition, &self.files)?;
-            self.buffered_rows -= rows;
+            self.buffered_rows -= partition.pending_rows;
+            chosen.push(partition);
         }
-        Ok(())
+        flush_many(chosen, &self.files, self.threads)
     }
 
     /// Writes what is buffered and closes every file.
     pub fn finish(mut self) -> Result<Vec<OutputFile>, EtlError> {
+        flush_many(
+            self.partitions.values_mut().collect(),
+            &self.files,
+            self.threads,
+        )?;
         let mut files = Vec::with_capacity(self.partitions.len());
         for partition in self.partitions.values_mut() {
-            flush(partition, &self.files)?;
             let Some(writer) = partition.writer.take() else {
                 continue;
             };
@@ -218,6 +225,40 @@ impl PartitionedWriter {
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
     }
+}
+
+/// Flushes partitions on up to `threads` threads. Each has its own file, so they need no
+/// coordination; encoding and compressing row groups is most of a run's write time.
+fn flush_many(
+    mut parts: Vec<&mut Partition>,
+    files: &FileSettings,
+    threads: usize,
+) -> Result<(), EtlError> {
+    parts.retain(|p| p.pending_rows > 0);
+    if threads <= 1 || parts.len() <= 1 {
+        return parts.into_iter().try_for_each(|p| flush(p, files));
+    }
+    // Largest first, dealt round robin: the threads get similar amounts of rows.
+    parts.sort_unstable_by_key(|p| std::cmp::Reverse(p.pending_rows));
+    let lanes = threads.min(parts.len());
+    let mut shares: Vec<Vec<&mut Partition>> = (0..lanes).map(|_| Vec::new()).collect();
+    for (i, p) in parts.into_iter().enumerate() {
+        shares[i % lanes].push(p);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| scope.spawn(move || share.into_iter().try_for_each(|p| flush(p, files))))
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join().unwrap_or_else(|_| {
+                Err(EtlError::Engine {
+                    context: "a Parquet writing thread panicked".into(),
+                    source: PolarsError::ComputeError("writer panic".into()),
+                })
+            })
+        })
+    })
 }
 
 /// Writes a partition's buffered rows as row groups of at most `row_group_size`.
