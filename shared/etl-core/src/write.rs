@@ -306,7 +306,9 @@ fn open_writer(
         File::create(path).map_err(|e| EtlError::io(format!("creating {}", path.display()), e))?;
     ParquetWriter::new(BufWriter::with_capacity(1 << 20, file))
         .with_compression(compression)
-        .with_statistics(StatisticsOptions::full())
+        // Min, max and null counts: what engines prune row groups with. Distinct counts
+        // cost a cardinality estimate per column chunk and no reader here uses them.
+        .with_statistics(StatisticsOptions::default())
         .batched(schema)
         .context(|| format!("starting {}", path.display()))
 }
