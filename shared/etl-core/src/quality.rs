@@ -2,13 +2,11 @@
 //! are decided per row (and may quarantine failing rows); dataset-level rules are
 //! accumulated over the batches and decided at the end.
 
-use std::collections::HashSet;
-
 use polars::prelude::*;
 use serde::Serialize;
 
 use crate::error::{EtlError, PolarsContext};
-use crate::hash::column_hashes;
+use crate::hash::{SeenSet, column_hashes};
 use crate::spec::{RuleAction, RuleKind, RuleSpec};
 use crate::steps::{Reasons, Rejected, split};
 use crate::validate::parse_age;
@@ -53,7 +51,7 @@ struct Rule {
     evaluated: u64,
     passing: u64,
     /// Uniqueness: hashes seen, and how many values were already seen.
-    seen: HashSet<u128>,
+    seen: SeenSet,
     repeats: u64,
     max_age_us: i64,
 }
@@ -81,7 +79,7 @@ impl Quality {
                     spec: r.clone(),
                     evaluated: 0,
                     passing: 0,
-                    seen: HashSet::new(),
+                    seen: SeenSet::new(),
                     repeats: 0,
                     max_age_us: r
                         .max_age
