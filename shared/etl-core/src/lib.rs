@@ -7,6 +7,7 @@
 //! duplicate, or quarantined with its reason.
 
 mod batch;
+mod chars;
 pub mod error;
 mod hash;
 pub mod manifest;

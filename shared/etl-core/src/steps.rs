@@ -7,6 +7,7 @@ use std::io::Cursor;
 use polars::prelude::*;
 
 use crate::batch::LINE_COLUMN;
+use crate::chars::ClassReplace;
 use crate::error::{EtlError, PolarsContext, SpecError};
 use crate::hash::{SeenSet, row_hashes};
 use crate::read::{self, Field, Record, RecordVisitor};
@@ -53,6 +54,12 @@ enum Action {
         expr: Expr,
     },
     Derive(Expr),
+    /// A `regex_replace` whose pattern is one character class (see [`ClassReplace`]).
+    ReplaceChars {
+        from: String,
+        column: String,
+        replace: ClassReplace,
+    },
     Join {
         reference: DataFrame,
         left_on: String,
@@ -104,8 +111,23 @@ pub(crate) fn compile(
                     condition: f.condition.clone(),
                     expr: sql(&f.condition, line, &label)?,
                 },
-                Step::Derive(d) => {
+                Step::Derive(d) => 'derive: {
                     let expr = match d.expr().map_err(|m| SpecError::at(line, &label, m))? {
+                        DeriveExpr::RegexReplace(r) => {
+                            if let Some(replace) = ClassReplace::compile(&r.pattern, &r.replacement)
+                            {
+                                break 'derive Action::ReplaceChars {
+                                    from: r.from.clone(),
+                                    column: d.column.clone(),
+                                    replace,
+                                };
+                            }
+                            col(r.from.as_str()).str().replace_all(
+                                lit(r.pattern.clone()),
+                                lit(r.replacement.clone()),
+                                false,
+                            )
+                        }
                         DeriveExpr::Sql(s) => sql(s, line, &label)?,
                         DeriveExpr::Case(c) => case_expr(c, line, &label)?,
                         DeriveExpr::Split(s) => col(s.from.as_str())
@@ -113,11 +135,6 @@ pub(crate) fn compile(
                             .split(lit(s.separator.clone()))
                             .list()
                             .get(lit(s.index as i64), true),
-                        DeriveExpr::RegexReplace(r) => col(r.from.as_str()).str().replace_all(
-                            lit(r.pattern.clone()),
-                            lit(r.replacement.clone()),
-                            false,
-                        ),
                     };
                     Action::Derive(expr.alias(d.column.as_str()))
                 }
@@ -373,6 +390,21 @@ impl CompiledStep {
                 df.lazy().with_columns(exprs).collect().context(ctx)
             }
             Action::Derive(expr) => df.lazy().with_column(expr.clone()).collect().context(ctx),
+            Action::ReplaceChars {
+                from,
+                column,
+                replace,
+            } => {
+                let replaced = df
+                    .column(from)
+                    .and_then(|c| c.str().cloned())
+                    .context(ctx)?
+                    .apply_into_string_amortized(|text, out| replace.replace_into(text, out));
+                let mut df = df;
+                df.with_column(replaced.with_name(column.as_str().into()).into_column())
+                    .context(ctx)?;
+                Ok(df)
+            }
             Action::Filter {
                 name,
                 condition,
