@@ -270,6 +270,7 @@ async fn process_object(
         data_dir: work.path().join("data"),
         quarantine_path: work.path().join("quarantine.parquet"),
         batch_size: etl_core::DEFAULT_BATCH_SIZE,
+        threads: None,
     };
     let loader = S3References {
         s3: clients.s3.clone(),

@@ -216,6 +216,7 @@ fn run_inner(args: &RunArgs) -> Result<(RunManifest, PathBuf), EtlError> {
         data_dir: staging.clone(),
         quarantine_path,
         batch_size: args.batch_size,
+        threads: args.threads,
     };
     let result = pipeline.run(input, &opts);
     if let Some(bar) = progress {

@@ -15,11 +15,12 @@ use crate::manifest::{
     Counts, MANIFEST_VERSION, QuarantineFile, RunManifest, RunStatus, SchemaColumn, SourceInfo,
 };
 use crate::quality::Quality;
-use crate::read::{self, Field, ReadOptions, Record, RecordVisitor};
+use crate::read::{self, ReadOptions};
 use crate::spec::{FieldSpec, PipelineSpec, SourceFormat};
+use crate::stages::{self, Stages};
 use crate::steps::{self, CompiledStep, Outcome, ReferenceLoader};
 use crate::types::glue_type;
-use crate::write::{OutputFile, PartitionedWriter, QuarantineWriter};
+use crate::write::{PartitionedWriter, QuarantineWriter};
 
 /// Rows typed before the steps run on them. Large enough that per-batch overhead
 /// vanishes, small enough to keep memory flat.
@@ -49,6 +50,9 @@ pub struct RunOptions {
     /// The quarantine Parquet file (written only when a row is rejected).
     pub quarantine_path: PathBuf,
     pub batch_size: usize,
+    /// Workers (and Parquet encoding threads); `None`: `POLARS_MAX_THREADS`, else the cores
+    /// this process may run on. Results do not depend on it.
+    pub threads: Option<usize>,
 }
 
 /// A file-name-safe id from any text: `raw/customers 2024.csv` -> `raw_customers_2024.csv`.
@@ -73,14 +77,14 @@ impl Pipeline {
         loader: &dyn ReferenceLoader,
         now: DateTime<Utc>,
     ) -> Result<Self, EtlError> {
-        let mut steps = steps::compile(&spec, now.timestamp_micros(), loader)?;
+        let steps = steps::compile(&spec, now.timestamp_micros(), loader)?;
         let fields: Vec<FieldSpec> = spec.schema.iter().map(|f| f.value.clone()).collect();
         let mut empty = Typer::new(&fields, &[], 0)
             .finish()
             .context(|| "building the input schema".to_string())?;
         let mut outcome = Outcome::default();
-        for step in &mut steps {
-            empty = step.apply(empty, &mut outcome).map_err(|e| match e {
+        for step in &steps {
+            empty = step.apply(empty, &mut outcome, None).map_err(|e| match e {
                 EtlError::Engine { source, .. } => step.spec_error(source.to_string()).into(),
                 other => other,
             })?;
@@ -149,23 +153,9 @@ impl Pipeline {
         let source_columns: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
         let schema_columns = self.schema_columns();
         let output = &self.spec.output;
-        let writer = PartitionedWriter::new(
-            &opts.data_dir,
-            &opts.source_id,
-            &output.partition_by,
-            output.compression,
-            output.row_group_size,
-            &self.output_schema,
-            engine_threads(),
-        );
-        // Three stages on three threads, joined by bounded channels so that at most a few
-        // batches are in flight and memory stays flat: reading and typing (here), steps
-        // and rules (the worker), partitioning and Parquet encoding (the writer). Messages
-        // keep input order, so dedup keeps the first row and files keep the input's order.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Message>(BATCHES_IN_FLIGHT);
-        let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<Output>(BATCHES_IN_FLIGHT);
-        let mut worker = Worker {
-            steps: self.steps,
+        let threads = opts.threads.unwrap_or_else(engine_threads).max(1);
+        let stages = Stages {
+            steps: &self.steps,
             quality: Quality::new(
                 &self
                     .spec
@@ -177,15 +167,24 @@ impl Pipeline {
                 self.spec.quality.min_score,
                 self.now.timestamp_micros(),
             ),
-            out: out_tx,
+            output_schema: &self.output_schema,
+            writer: PartitionedWriter::new(
+                &opts.data_dir,
+                &opts.source_id,
+                &output.partition_by,
+                output.compression,
+                output.row_group_size,
+                &self.output_schema,
+                threads,
+            ),
             quarantine: QuarantineWriter::new(
                 opts.quarantine_path.clone(),
                 &source_columns,
                 output.compression,
             ),
-            output_schema: &self.output_schema,
-            rows_out: 0,
-            duplicates: 0,
+            typer: Typer::new(&fields, &self.spec.source.null_values, opts.batch_size),
+            batch_size: opts.batch_size,
+            workers: threads,
         };
         let delimiter = match self.spec.source.delimiter {
             Some(d) => d as u8,
@@ -198,53 +197,22 @@ impl Pipeline {
             delimiter,
             extra_columns: self.spec.source.extra_columns,
         };
-        let mut reader = Reader {
-            typer: Typer::new(&fields, &self.spec.source.null_values, opts.batch_size),
-            batch_size: opts.batch_size.max(1),
-            rows_in: 0,
-            tx,
-        };
-        let (read_result, worker_result, writer_result) = std::thread::scope(|scope| {
-            let writing = scope.spawn(move || write_all(writer, out_rx));
-            let processing = scope.spawn(move || -> Result<Processed, EtlError> {
-                for message in rx {
-                    worker.handle(message)?;
-                }
-                worker.finish()
-            });
-            let read_result = (|| {
-                let columns = match format {
-                    SourceFormat::Csv | SourceFormat::Auto => {
-                        read::read_csv(&mut decoded, &read_opts, &mut reader)?
-                    }
-                    SourceFormat::Json => read::read_json(&mut decoded, &read_opts, &mut reader)?,
-                    SourceFormat::Ndjson => {
-                        read::read_ndjson(&mut decoded, &read_opts, &mut reader)?
-                    }
-                };
-                reader.send_batch()?;
-                Ok::<_, EtlError>((columns, reader.rows_in))
-            })();
-            // Closing the channels ends the worker's loop, then the writer's.
-            drop(reader);
-            let worker_result = processing
-                .join()
-                .unwrap_or_else(|_| Err(engine_failure("the processing thread panicked")));
-            let writer_result = writing
-                .join()
-                .unwrap_or_else(|_| Err(engine_failure("the writing thread panicked")));
-            (read_result, worker_result, writer_result)
-        });
+        let (columns, finished) = stages::run(stages, |reader| match format {
+            SourceFormat::Csv | SourceFormat::Auto => {
+                read::read_csv(&mut decoded, &read_opts, reader)
+            }
+            SourceFormat::Json => read::read_json(&mut decoded, &read_opts, reader),
+            SourceFormat::Ndjson => read::read_ndjson(&mut decoded, &read_opts, reader),
+        })?;
         drop(decoded);
-        // A later stage's failure explains an earlier one's failed send: report it first.
-        let outputs = writer_result?;
-        let Processed {
+        let stages::Finished {
+            outputs,
             quarantine,
             quality,
+            rows_in,
             rows_out,
             duplicates,
-        } = worker_result?;
-        let (columns, rows_in) = read_result?;
+        } = finished;
         let quarantined_by_reason = quarantine.by_code.clone();
         let quarantined = quarantine.total();
         let quarantine_file = quarantine
@@ -323,150 +291,8 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-/// Batches waiting for the worker; with the one being typed and the one being processed,
-/// this bounds memory to a few batches.
-const BATCHES_IN_FLIGHT: usize = 2;
-
-/// What the reader hands the worker, in input order.
-enum Message {
-    Batch(DataFrame),
-    /// A record refused while reading or typing.
-    Reject {
-        line: u64,
-        fields: Vec<Option<String>>,
-        raw: Option<String>,
-        code: String,
-        reason: String,
-    },
-}
-
-fn engine_failure(what: &str) -> EtlError {
-    EtlError::Engine {
-        context: what.to_string(),
-        source: PolarsError::ComputeError(what.to_string().into()),
-    }
-}
-
-/// The reading stage: types records into batches and sends them on.
-struct Reader {
-    typer: Typer,
-    batch_size: usize,
-    rows_in: u64,
-    tx: std::sync::mpsc::SyncSender<Message>,
-}
-
-impl Reader {
-    fn send(&self, message: Message) -> Result<(), EtlError> {
-        // The worker only hangs up when it failed; its error is the one reported.
-        self.tx
-            .send(message)
-            .map_err(|_| engine_failure("the processing thread stopped"))
-    }
-
-    fn send_batch(&mut self) -> Result<(), EtlError> {
-        if self.typer.len() == 0 {
-            return Ok(());
-        }
-        let df = self
-            .typer
-            .finish()
-            .context(|| "building a batch".to_string())?;
-        self.send(Message::Batch(df))
-    }
-}
-
-/// The processing stage: steps, quality rules and the quarantine file.
-struct Worker<'a> {
-    steps: Vec<CompiledStep>,
-    quality: Quality,
-    out: std::sync::mpsc::SyncSender<Output>,
-    quarantine: QuarantineWriter,
-    output_schema: &'a Schema,
-    rows_out: u64,
-    duplicates: u64,
-}
-
-/// What the worker hands the writer, in input order.
-enum Output {
-    Batch(DataFrame),
-    /// All batches were sent: close the files. Without it (the worker failed), the writer
-    /// stops without finishing them.
-    Finish,
-}
-
-/// The worker's results, once every batch went through.
-struct Processed {
-    quality: Quality,
-    quarantine: QuarantineWriter,
-    rows_out: u64,
-    duplicates: u64,
-}
-
-impl Worker<'_> {
-    fn handle(&mut self, message: Message) -> Result<(), EtlError> {
-        match message {
-            Message::Reject {
-                line,
-                fields,
-                raw,
-                code,
-                reason,
-            } => self.quarantine.push_raw(line, fields, raw, code, reason),
-            Message::Batch(df) => self.process(df),
-        }
-    }
-
-    fn send(&self, output: Output) -> Result<(), EtlError> {
-        // The writer only hangs up when it failed; its error is the one reported.
-        self.out
-            .send(output)
-            .map_err(|_| engine_failure("the writing thread stopped"))
-    }
-
-    fn finish(self) -> Result<Processed, EtlError> {
-        self.send(Output::Finish)?;
-        Ok(Processed {
-            quality: self.quality,
-            quarantine: self.quarantine,
-            rows_out: self.rows_out,
-            duplicates: self.duplicates,
-        })
-    }
-
-    fn process(&mut self, mut df: DataFrame) -> Result<(), EtlError> {
-        let mut outcome = Outcome::default();
-        for step in &mut self.steps {
-            df = step.apply(df, &mut outcome)?;
-        }
-        let df = self.quality.check_batch(df, &mut outcome.rejected)?;
-        self.duplicates += outcome.duplicates;
-        for r in outcome.rejected {
-            self.quarantine.push_rejected(r)?;
-        }
-        self.rows_out += df.height() as u64;
-        let df = conform(df, self.output_schema)?;
-        self.send(Output::Batch(df))
-    }
-}
-
-/// The writing stage: partitions batches into files until told to finish.
-fn write_all(
-    mut writer: PartitionedWriter,
-    rx: std::sync::mpsc::Receiver<Output>,
-) -> Result<Vec<OutputFile>, EtlError> {
-    for output in rx {
-        match output {
-            Output::Batch(df) => writer.write(df)?,
-            Output::Finish => return writer.finish(),
-        }
-    }
-    Err(engine_failure(
-        "processing stopped before the end of the input",
-    ))
-}
-
-/// Threads for encoding: as many as polars may use (`--threads` sets it), else the cores
-/// this process may run on.
+/// Workers, and threads for encoding: as many as polars may use (`--threads` sets it),
+/// else the cores this process may run on.
 fn engine_threads() -> usize {
     std::env::var("POLARS_MAX_THREADS")
         .ok()
@@ -474,58 +300,4 @@ fn engine_threads() -> usize {
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
         .unwrap_or(1)
         .max(1)
-}
-
-/// Casts a batch to the output schema where an expression typed it differently (an
-/// all-null batch, say), so every row group of a file has one schema.
-fn conform(df: DataFrame, schema: &Schema) -> Result<DataFrame, EtlError> {
-    let mut columns = Vec::with_capacity(schema.len());
-    for (name, dtype) in schema.iter() {
-        let c = df
-            .column(name)
-            .context(|| format!("output column {name}"))?;
-        columns.push(if c.dtype() == dtype {
-            c.clone()
-        } else {
-            c.cast(dtype).context(|| format!("output column {name}"))?
-        });
-    }
-    DataFrame::new(df.height(), columns).context(|| "assembling output".to_string())
-}
-
-impl RecordVisitor for Reader {
-    fn record(&mut self, line: u64, record: &dyn Record) -> Result<(), EtlError> {
-        self.rows_in += 1;
-        if let Err(reject) = self.typer.push(line, record) {
-            let fields = (0..self.typer.width())
-                .map(|i| match record.field(i) {
-                    Ok(Field::Text(t)) => Some(t.to_string()),
-                    Ok(Field::Json(v)) => Some(v.to_string()),
-                    Ok(Field::Absent) | Err(_) => None,
-                })
-                .collect();
-            self.send(Message::Reject {
-                line,
-                fields,
-                raw: None,
-                code: reject.code,
-                reason: reject.reason,
-            })?;
-        }
-        if self.typer.len() >= self.batch_size {
-            self.send_batch()?;
-        }
-        Ok(())
-    }
-
-    fn malformed(&mut self, line: u64, raw: &str, reason: String) -> Result<(), EtlError> {
-        self.rows_in += 1;
-        self.send(Message::Reject {
-            line,
-            fields: Vec::new(),
-            raw: Some(raw.to_string()),
-            code: "malformed_record".into(),
-            reason,
-        })
-    }
 }

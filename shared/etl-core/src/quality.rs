@@ -56,6 +56,12 @@ struct Rule {
     max_age_us: i64,
 }
 
+/// A batch's row-level rule counts: (rule, rows evaluated, rows passing).
+#[derive(Default)]
+pub(crate) struct Tally {
+    rows: Vec<(usize, u64, u64)>,
+}
+
 pub(crate) struct Quality {
     rules: Vec<Rule>,
     min_score: Option<f64>,
@@ -96,13 +102,15 @@ impl Quality {
         }
     }
 
-    /// Evaluates row-level rules on a batch, removes rows failing a `quarantine` rule
-    /// (reason: the first rule they fail), and feeds dataset-level rules what is kept.
+    /// Evaluates row-level rules on a batch and removes rows failing a `quarantine` rule
+    /// (reason: the first rule they fail). Workers call it in parallel; what it counted
+    /// goes to [`Quality::add`] with the rows kept.
     pub fn check_batch(
-        &mut self,
+        &self,
         df: DataFrame,
         rejected: &mut Vec<Rejected>,
-    ) -> Result<DataFrame, EtlError> {
+    ) -> Result<(DataFrame, Tally), EtlError> {
+        let mut tally = Tally::default();
         let row_rules: Vec<(usize, Expr)> = self
             .rules
             .iter()
@@ -128,9 +136,10 @@ impl Quality {
                     .and_then(|c| c.bool().cloned())
                     .and_then(|m| m.fill_null_with_values(true))
                     .context(|| self.rules[*i].description.clone())?;
-                let rule = &mut self.rules[*i];
-                rule.evaluated += df.height() as u64;
-                rule.passing += mask.sum().unwrap_or(0) as u64;
+                let rule = &self.rules[*i];
+                tally
+                    .rows
+                    .push((*i, df.height() as u64, mask.sum().unwrap_or(0) as u64));
                 if rule.action == RuleAction::Quarantine {
                     // Rows already taken by an earlier rule keep that rule as reason.
                     let fails_here = &(!&mask) & &(!&quarantined);
@@ -156,8 +165,17 @@ impl Quality {
                     .0;
             }
         }
-        self.accumulate(&df)?;
-        Ok(df)
+        Ok((df, tally))
+    }
+
+    /// Adds a batch's row-rule counts and feeds dataset-level rules the rows it kept.
+    /// Every count is a sum, so batches may come in any order.
+    pub fn add(&mut self, tally: Tally, kept: &DataFrame) -> Result<(), EtlError> {
+        for (i, evaluated, passing) in tally.rows {
+            self.rules[i].evaluated += evaluated;
+            self.rules[i].passing += passing;
+        }
+        self.accumulate(kept)
     }
 
     fn accumulate(&mut self, df: &DataFrame) -> Result<(), EtlError> {

@@ -10,6 +10,7 @@ use crate::batch::LINE_COLUMN;
 use crate::chars::ClassReplace;
 use crate::error::{EtlError, PolarsContext, SpecError};
 use crate::hash::{SeenSet, row_hashes};
+use crate::ordered::Ordered;
 use crate::read::{self, Field, Record, RecordVisitor};
 use crate::spec::{
     CaseSpec, DeriveExpr, ExtraColumns, FieldSpec, FillValue, JoinStep, PipelineSpec, Step,
@@ -45,7 +46,7 @@ pub trait ReferenceLoader {
 enum Action {
     Dedup {
         columns: Option<Vec<PlSmallStr>>,
-        seen: SeenSet,
+        seen: Ordered<SeenSet>,
     },
     FillNull(Vec<(String, FillValue)>),
     Filter {
@@ -101,7 +102,7 @@ pub(crate) fn compile(
                         .columns
                         .as_ref()
                         .map(|c| c.iter().map(|s| s.as_str().into()).collect()),
-                    seen: SeenSet::new(),
+                    seen: Ordered::new(SeenSet::new()),
                 },
                 Step::FillNull(values) => {
                     Action::FillNull(values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -358,11 +359,17 @@ pub(crate) fn split(df: &DataFrame, mask: &BooleanChunked) -> PolarsResult<(Data
 }
 
 impl CompiledStep {
-    /// Runs the step on a batch.
-    pub fn apply(&mut self, df: DataFrame, outcome: &mut Outcome) -> Result<DataFrame, EtlError> {
+    /// Runs the step on batch number `batch` (input order; `None` for the dry run). Workers
+    /// may call it on several batches at once: stateful steps take them in order.
+    pub fn apply(
+        &self,
+        df: DataFrame,
+        outcome: &mut Outcome,
+        batch: Option<u64>,
+    ) -> Result<DataFrame, EtlError> {
         let label = self.label.clone();
         let ctx = || label.clone();
-        match &mut self.action {
+        match &self.action {
             Action::Dedup { columns, seen } => {
                 let names: Vec<PlSmallStr> = match columns {
                     Some(c) => c.clone(),
@@ -373,8 +380,13 @@ impl CompiledStep {
                         .cloned()
                         .collect(),
                 };
+                // Hashing runs in parallel; only the lookups wait for this batch's turn.
                 let hashes = row_hashes(&df, &names).context(ctx)?;
-                let keep: BooleanChunked = hashes.into_iter().map(|h| seen.insert(h)).collect();
+                let keep: BooleanChunked = seen
+                    .in_turn(batch, |seen| {
+                        hashes.into_iter().map(|h| seen.insert(h)).collect()
+                    })
+                    .map_err(|_| worker_aborted())?;
                 let kept = df.filter(&keep).context(ctx)?;
                 outcome.duplicates += (df.height() - kept.height()) as u64;
                 Ok(kept)
@@ -453,6 +465,22 @@ impl CompiledStep {
                     .context(ctx)
             }
             Action::Cast { column, to } => cast_column(df, column, *to, outcome).context(ctx),
+        }
+    }
+}
+
+fn worker_aborted() -> EtlError {
+    EtlError::Engine {
+        context: "another processing thread failed".into(),
+        source: PolarsError::ComputeError("aborted".into()),
+    }
+}
+
+impl CompiledStep {
+    /// Wakes workers waiting for a turn at this step: a batch before theirs failed.
+    pub fn abort(&self) {
+        if let Action::Dedup { seen, .. } = &self.action {
+            seen.abort();
         }
     }
 }

@@ -266,3 +266,66 @@ fn a_rerun_rewrites_the_same_files_with_the_same_bytes() {
         assert_eq!(std::fs::read(fa).unwrap(), std::fs::read(fb).unwrap());
     }
 }
+
+#[test]
+fn workers_change_neither_the_files_nor_their_order() {
+    let root = repo_root();
+    // Dedup last, on keys that a slow row and a fast row share.
+    let spec = std::fs::read_to_string(root.join("infra/pipelines/customers.yaml"))
+        .unwrap()
+        .replacen("  - deduplicate: {}\n", "", 1)
+        .replacen(
+            "  - processed_at: {}\n",
+            "  - processed_at: {}\n  - deduplicate: {columns: [customer_id, clean_description]}\n",
+            1,
+        );
+    assert!(spec.contains("{}\n  - deduplicate: {columns"));
+    let sample = std::fs::read_to_string(root.join("infra/samples/customers.csv")).unwrap();
+    // One row per batch, each row followed by a copy that differs only in punctuation the
+    // steps strip from the description: the first copy has 20,000 more characters to clean,
+    // so the worker on the second reaches dedup first. Dedup must still keep the first.
+    // The sample's defective rows come last, so the quarantine file has every reason.
+    let (header, body) = sample.split_once('\n').unwrap();
+    let mut input = format!("{header}\n");
+    let line = |i: usize, noise: &str| {
+        format!(
+            "{i},Name {i},user{i}@example.com,{},{}.5,{}.25,item {i}{noise},2024-01-{:02}\n",
+            ["US", "DE", "JP", ""][i % 4],
+            (i * 37) % 900,
+            (i * 53) % 1500,
+            1 + i % 28
+        )
+    };
+    let noise = "!".repeat(20_000);
+    for i in 0..300 {
+        input.push_str(&line(i, &noise));
+        input.push_str(&line(i, ""));
+    }
+    input.push_str(body);
+    let run =
+        |threads| run_threads(&spec, input.as_bytes(), "pairs.csv", 1, Some(threads)).unwrap();
+    let (one, four) = (run(1), run(4));
+    assert_eq!(one.manifest.counts, four.manifest.counts);
+    assert_eq!(one.manifest.counts.duplicates, 300 + 2);
+    // Every file, byte for byte (as a digest, to keep a failure readable).
+    let digest = |path: &std::path::Path| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::fs::read(path).unwrap().hash(&mut h);
+        h.finish()
+    };
+    let files = |r: &Run| {
+        let mut files: Vec<_> = parquet_files(&r.data_dir())
+            .into_iter()
+            .map(|p| {
+                (
+                    p.strip_prefix(r.data_dir()).unwrap().to_path_buf(),
+                    digest(&p),
+                )
+            })
+            .collect();
+        files.push(("quarantine".into(), digest(&r.quarantine_path())));
+        files
+    };
+    assert_eq!(files(&one), files(&four));
+}

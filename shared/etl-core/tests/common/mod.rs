@@ -76,6 +76,17 @@ pub fn run_with(
     name: &str,
     batch_size: usize,
 ) -> Result<Run, EtlError> {
+    run_threads(spec_yaml, input, name, batch_size, None)
+}
+
+/// Same, with a given number of workers.
+pub fn run_threads(
+    spec_yaml: &str,
+    input: &[u8],
+    name: &str,
+    batch_size: usize,
+    threads: Option<usize>,
+) -> Result<Run, EtlError> {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = compile(spec_yaml, &repo_root())?;
     let opts = RunOptions {
@@ -85,6 +96,7 @@ pub fn run_with(
         data_dir: dir.path().join("data"),
         quarantine_path: dir.path().join("quarantine.parquet"),
         batch_size,
+        threads,
     };
     let manifest = pipeline.run(input, &opts)?;
     assert!(

@@ -1,0 +1,424 @@
+//! The threads of one run. Reading and typing run on the caller's thread; one worker per
+//! engine thread runs the steps and row rules on whole batches in parallel; one writer
+//! puts their results back in input order and writes the data and quarantine files.
+//!
+//! Bounded channels keep a few batches in flight, so memory stays flat. Order is kept
+//! where it matters: dedup takes batches in input order (see [`crate::ordered`]), and the
+//! writer handles messages by their sequence number, so files and the quarantine list
+//! rows as the input did, however many workers ran.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Condvar, Mutex, RwLock};
+
+use polars::prelude::*;
+
+use crate::batch::Typer;
+use crate::error::{EtlError, PolarsContext};
+use crate::quality::Quality;
+use crate::read::{Field, Record, RecordVisitor};
+use crate::steps::{CompiledStep, Outcome, Rejected};
+use crate::write::{OutputFile, PartitionedWriter, QuarantineWriter};
+
+/// Messages waiting in each channel.
+const IN_FLIGHT: usize = 2;
+
+/// What the reader hands the workers.
+enum Message {
+    /// `number` counts batches only: stateful steps take them in this order.
+    Batch {
+        df: DataFrame,
+        number: u64,
+    },
+    Reject(RawReject),
+}
+
+/// A record refused while reading or typing.
+struct RawReject {
+    line: u64,
+    fields: Vec<Option<String>>,
+    raw: Option<String>,
+    code: String,
+    reason: String,
+}
+
+/// What the workers hand the writer.
+enum Output {
+    Batch {
+        kept: DataFrame,
+        rejected: Vec<Rejected>,
+        duplicates: u64,
+    },
+    Reject(RawReject),
+}
+
+enum ToWriter {
+    /// With its place in the input: the reader's message number.
+    Item(u64, Output),
+    /// Every worker is done: close the files. A writer that never gets it (a stage
+    /// failed) stops without finishing them.
+    Finish,
+}
+
+/// Everything a run writes and counts, once the last batch went through.
+pub(crate) struct Finished {
+    pub outputs: Vec<OutputFile>,
+    pub quarantine: QuarantineWriter,
+    pub quality: Quality,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub duplicates: u64,
+}
+
+/// The parts of a run the stages share or own.
+pub(crate) struct Stages<'a> {
+    pub steps: &'a [CompiledStep],
+    pub quality: Quality,
+    pub output_schema: &'a Schema,
+    pub writer: PartitionedWriter,
+    pub quarantine: QuarantineWriter,
+    pub typer: Typer,
+    pub batch_size: usize,
+    pub workers: usize,
+}
+
+/// Runs `read` on this thread, feeding the records it visits through the stages. The
+/// first failure of any stage is the one returned: the others only fail because of it.
+pub(crate) fn run<T>(
+    stages: Stages<'_>,
+    read: impl FnOnce(&mut Reader<'_>) -> Result<T, EtlError>,
+) -> Result<(T, Finished), EtlError> {
+    let Stages {
+        steps,
+        quality,
+        output_schema,
+        writer,
+        quarantine,
+        typer,
+        batch_size,
+        workers,
+    } = stages;
+    let workers = workers.max(1);
+    let control = Control::new((2 * (workers + IN_FLIGHT)) as u64);
+    let quality = RwLock::new(quality);
+    let (tx, rx) = sync_channel::<(u64, Message)>(IN_FLIGHT);
+    let rx = Mutex::new(rx);
+    let (out_tx, out_rx) = sync_channel::<ToWriter>(IN_FLIGHT);
+    let mut reader = Reader {
+        typer,
+        batch_size: batch_size.max(1),
+        rows_in: 0,
+        sent: 0,
+        batches: 0,
+        tx,
+        control: &control,
+    };
+    let (read, written) = std::thread::scope(|scope| {
+        let control = &control;
+        let writing = scope.spawn(move || {
+            let written = write_in_order(writer, quarantine, &out_rx, control);
+            written.map_err(|e| control.fail(e)).ok()
+        });
+        let processing: Vec<_> = (0..workers)
+            .map(|_| {
+                let (rx, out, quality) = (&rx, out_tx.clone(), &quality);
+                scope.spawn(move || {
+                    let work =
+                        AssertUnwindSafe(|| process(steps, quality, output_schema, rx, &out));
+                    let result = std::panic::catch_unwind(work)
+                        .unwrap_or_else(|_| Err(engine_failure("a processing thread panicked")));
+                    if let Err(e) = result {
+                        control.fail(e);
+                        // Workers waiting for this one's batch at a dedup step give up.
+                        steps.iter().for_each(CompiledStep::abort);
+                        return false;
+                    }
+                    true
+                })
+            })
+            .collect();
+        let read = read(&mut reader).and_then(|t| reader.send_batch().map(|()| t));
+        let rows_in = reader.rows_in;
+        // Closing the channel ends the workers' loops once they took every batch.
+        drop(reader);
+        let read = read.map_err(|e| control.fail(e)).ok();
+        // Join every worker (no short circuit) before deciding whether the run finished.
+        let joined: Vec<bool> = processing
+            .into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .collect();
+        let all_processed = joined.iter().all(|ok| *ok);
+        if read.is_some() && all_processed {
+            // Every worker sent its last item before it returned, so this comes last.
+            let _ = out_tx.send(ToWriter::Finish);
+        }
+        drop(out_tx);
+        let written = writing.join().unwrap_or_else(|_| {
+            control.fail(engine_failure("the writing thread panicked"));
+            None
+        });
+        (read.map(|t| (t, rows_in)), written)
+    });
+    if let Some(e) = control.take_error() {
+        return Err(e);
+    }
+    let ((value, rows_in), (outputs, quarantine, rows_out, duplicates)) = read
+        .zip(written)
+        .ok_or_else(|| engine_failure("a stage stopped without an error"))?;
+    let quality = quality
+        .into_inner()
+        .map_err(|_| engine_failure("a processing thread panicked"))?;
+    Ok((
+        value,
+        Finished {
+            outputs,
+            quarantine,
+            quality,
+            rows_in,
+            rows_out,
+            duplicates,
+        },
+    ))
+}
+
+/// What the stages tell each other: the run's first error, and how many batches the
+/// writer has written (the reader stays at most [`Control::ahead`] batches in front, so a
+/// slow batch cannot make the writer hold an unbounded queue of later ones).
+struct Control {
+    state: Mutex<ControlState>,
+    changed: Condvar,
+    ahead: u64,
+}
+
+struct ControlState {
+    error: Option<EtlError>,
+    batches_written: u64,
+}
+
+impl Control {
+    fn new(ahead: u64) -> Self {
+        Self {
+            state: Mutex::new(ControlState {
+                error: None,
+                batches_written: 0,
+            }),
+            changed: Condvar::new(),
+            ahead,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ControlState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps the first error: later ones are its consequences.
+    fn fail(&self, e: EtlError) {
+        self.lock().error.get_or_insert(e);
+        self.changed.notify_all();
+    }
+
+    fn batch_written(&self) {
+        self.lock().batches_written += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until batch `number` may be sent; false once a stage failed.
+    fn room_for(&self, number: u64) -> bool {
+        let mut state = self.lock();
+        while state.error.is_none() && number >= state.batches_written + self.ahead {
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.error.is_none()
+    }
+
+    fn take_error(&self) -> Option<EtlError> {
+        self.lock().error.take()
+    }
+}
+
+fn engine_failure(what: &str) -> EtlError {
+    EtlError::Engine {
+        context: what.to_string(),
+        source: PolarsError::ComputeError(what.to_string().into()),
+    }
+}
+
+/// The reading stage: types records into batches and sends them on.
+pub(crate) struct Reader<'a> {
+    typer: Typer,
+    batch_size: usize,
+    rows_in: u64,
+    /// Messages sent, which numbers them.
+    sent: u64,
+    batches: u64,
+    tx: SyncSender<(u64, Message)>,
+    control: &'a Control,
+}
+
+impl Reader<'_> {
+    fn send(&mut self, message: Message) -> Result<(), EtlError> {
+        // Workers only hang up when one failed; its error is the one reported.
+        self.tx
+            .send((self.sent, message))
+            .map_err(|_| engine_failure("the processing threads stopped"))?;
+        self.sent += 1;
+        Ok(())
+    }
+
+    fn send_batch(&mut self) -> Result<(), EtlError> {
+        if self.typer.len() == 0 {
+            return Ok(());
+        }
+        let df = self
+            .typer
+            .finish()
+            .context(|| "building a batch".to_string())?;
+        let number = self.batches;
+        if !self.control.room_for(number) {
+            return Err(engine_failure("the processing threads stopped"));
+        }
+        self.batches += 1;
+        self.send(Message::Batch { df, number })
+    }
+}
+
+impl RecordVisitor for Reader<'_> {
+    fn record(&mut self, line: u64, record: &dyn Record) -> Result<(), EtlError> {
+        self.rows_in += 1;
+        if let Err(reject) = self.typer.push(line, record) {
+            let fields = (0..self.typer.width())
+                .map(|i| match record.field(i) {
+                    Ok(Field::Text(t)) => Some(t.to_string()),
+                    Ok(Field::Json(v)) => Some(v.to_string()),
+                    Ok(Field::Absent) | Err(_) => None,
+                })
+                .collect();
+            self.send(Message::Reject(RawReject {
+                line,
+                fields,
+                raw: None,
+                code: reject.code,
+                reason: reject.reason,
+            }))?;
+        }
+        if self.typer.len() >= self.batch_size {
+            self.send_batch()?;
+        }
+        Ok(())
+    }
+
+    fn malformed(&mut self, line: u64, raw: &str, reason: String) -> Result<(), EtlError> {
+        self.rows_in += 1;
+        self.send(Message::Reject(RawReject {
+            line,
+            fields: Vec::new(),
+            raw: Some(raw.to_string()),
+            code: "malformed_record".into(),
+            reason,
+        }))
+    }
+}
+
+/// A worker: takes messages until the reader is done, runs steps and row rules on batches.
+fn process(
+    steps: &[CompiledStep],
+    quality: &RwLock<Quality>,
+    output_schema: &Schema,
+    rx: &Mutex<Receiver<(u64, Message)>>,
+    out: &SyncSender<ToWriter>,
+) -> Result<(), EtlError> {
+    let poisoned = || engine_failure("a processing thread panicked");
+    loop {
+        let next = rx.lock().map_err(|_| poisoned())?.recv();
+        let Ok((seq, message)) = next else {
+            return Ok(());
+        };
+        let output = match message {
+            Message::Reject(r) => Output::Reject(r),
+            Message::Batch { mut df, number } => {
+                let mut outcome = Outcome::default();
+                for step in steps {
+                    df = step.apply(df, &mut outcome, Some(number))?;
+                }
+                let (kept, tally) = quality
+                    .read()
+                    .map_err(|_| poisoned())?
+                    .check_batch(df, &mut outcome.rejected)?;
+                quality.write().map_err(|_| poisoned())?.add(tally, &kept)?;
+                Output::Batch {
+                    kept: conform(kept, output_schema)?,
+                    rejected: outcome.rejected,
+                    duplicates: outcome.duplicates,
+                }
+            }
+        };
+        // The writer only hangs up when it failed; its error is the one reported.
+        out.send(ToWriter::Item(seq, output))
+            .map_err(|_| engine_failure("the writing thread stopped"))?;
+    }
+}
+
+/// Casts a batch to the output schema where an expression typed it differently (an
+/// all-null batch, say), so every row group of a file has one schema.
+fn conform(df: DataFrame, schema: &Schema) -> Result<DataFrame, EtlError> {
+    let mut columns = Vec::with_capacity(schema.len());
+    for (name, dtype) in schema.iter() {
+        let c = df
+            .column(name)
+            .context(|| format!("output column {name}"))?;
+        columns.push(if c.dtype() == dtype {
+            c.clone()
+        } else {
+            c.cast(dtype).context(|| format!("output column {name}"))?
+        });
+    }
+    DataFrame::new(df.height(), columns).context(|| "assembling output".to_string())
+}
+
+/// The writer: puts the workers' results back in input order, then writes them.
+#[allow(clippy::type_complexity)]
+fn write_in_order(
+    mut writer: PartitionedWriter,
+    mut quarantine: QuarantineWriter,
+    rx: &Receiver<ToWriter>,
+    control: &Control,
+) -> Result<(Vec<OutputFile>, QuarantineWriter, u64, u64), EtlError> {
+    let mut waiting = BTreeMap::new();
+    let mut next = 0u64;
+    let (mut rows_out, mut duplicates) = (0u64, 0u64);
+    for message in rx {
+        let (seq, output) = match message {
+            ToWriter::Item(seq, output) => (seq, output),
+            ToWriter::Finish if waiting.is_empty() => {
+                return Ok((writer.finish()?, quarantine, rows_out, duplicates));
+            }
+            ToWriter::Finish => return Err(engine_failure("a processed batch went missing")),
+        };
+        waiting.insert(seq, output);
+        while let Some(output) = waiting.remove(&next) {
+            next += 1;
+            match output {
+                Output::Reject(r) => {
+                    quarantine.push_raw(r.line, r.fields, r.raw, r.code, r.reason)?
+                }
+                Output::Batch {
+                    kept,
+                    rejected,
+                    duplicates: dropped,
+                } => {
+                    duplicates += dropped;
+                    for r in rejected {
+                        quarantine.push_rejected(r)?;
+                    }
+                    rows_out += kept.height() as u64;
+                    writer.write(kept)?;
+                    control.batch_written();
+                }
+            }
+        }
+    }
+    Err(engine_failure(
+        "processing stopped before the end of the input",
+    ))
+}
