@@ -24,14 +24,13 @@ use crate::write::{OutputFile, PartitionedWriter, QuarantineWriter};
 /// Messages waiting in each channel.
 const IN_FLIGHT: usize = 2;
 
-/// What the reader hands the workers.
-enum Message {
+/// What the reader hands the workers: the records refused since the last message (sent
+/// along, not one message each, so a file full of bad rows does not flood the channels),
+/// then a batch, if any.
+struct Message {
+    rejects: Vec<RawReject>,
     /// `number` counts batches only: stateful steps take them in this order.
-    Batch {
-        df: DataFrame,
-        number: u64,
-    },
-    Reject(RawReject),
+    batch: Option<(DataFrame, u64)>,
 }
 
 /// A record refused while reading or typing.
@@ -43,14 +42,16 @@ struct RawReject {
     reason: String,
 }
 
-/// What the workers hand the writer.
-enum Output {
-    Batch {
-        kept: DataFrame,
-        rejected: Vec<Rejected>,
-        duplicates: u64,
-    },
-    Reject(RawReject),
+/// What the workers hand the writer, in the order it is written.
+struct Output {
+    rejects: Vec<RawReject>,
+    batch: Option<Processed>,
+}
+
+struct Processed {
+    kept: DataFrame,
+    rejected: Vec<Rejected>,
+    duplicates: u64,
 }
 
 enum ToWriter {
@@ -109,6 +110,7 @@ pub(crate) fn run<T>(
         typer,
         batch_size: batch_size.max(1),
         rows_in: 0,
+        rejects: Vec::new(),
         sent: 0,
         batches: 0,
         tx,
@@ -139,6 +141,7 @@ pub(crate) fn run<T>(
             })
             .collect();
         let read = read(&mut reader).and_then(|t| reader.send_batch().map(|()| t));
+        let read = read.and_then(|t| reader.send_rejects().map(|()| t));
         let rows_in = reader.rows_in;
         // Closing the channel ends the workers' loops once they took every batch.
         drop(reader);
@@ -249,6 +252,8 @@ pub(crate) struct Reader<'a> {
     typer: Typer,
     batch_size: usize,
     rows_in: u64,
+    /// Refused records waiting for the next message.
+    rejects: Vec<RawReject>,
     /// Messages sent, which numbers them.
     sent: u64,
     batches: u64,
@@ -266,6 +271,26 @@ impl Reader<'_> {
         Ok(())
     }
 
+    fn reject(&mut self, reject: RawReject) -> Result<(), EtlError> {
+        self.rejects.push(reject);
+        if self.rejects.len() >= self.batch_size {
+            self.send_rejects()?;
+        }
+        Ok(())
+    }
+
+    /// Sends refused records that no batch took along.
+    fn send_rejects(&mut self) -> Result<(), EtlError> {
+        if self.rejects.is_empty() {
+            return Ok(());
+        }
+        let rejects = std::mem::take(&mut self.rejects);
+        self.send(Message {
+            rejects,
+            batch: None,
+        })
+    }
+
     fn send_batch(&mut self) -> Result<(), EtlError> {
         if self.typer.len() == 0 {
             return Ok(());
@@ -279,7 +304,11 @@ impl Reader<'_> {
             return Err(engine_failure("the processing threads stopped"));
         }
         self.batches += 1;
-        self.send(Message::Batch { df, number })
+        let rejects = std::mem::take(&mut self.rejects);
+        self.send(Message {
+            rejects,
+            batch: Some((df, number)),
+        })
     }
 }
 
@@ -294,13 +323,13 @@ impl RecordVisitor for Reader<'_> {
                     Ok(Field::Absent) | Err(_) => None,
                 })
                 .collect();
-            self.send(Message::Reject(RawReject {
+            self.reject(RawReject {
                 line,
                 fields,
                 raw: None,
                 code: reject.code,
                 reason: reject.reason,
-            }))?;
+            })?;
         }
         if self.typer.len() >= self.batch_size {
             self.send_batch()?;
@@ -310,13 +339,13 @@ impl RecordVisitor for Reader<'_> {
 
     fn malformed(&mut self, line: u64, raw: &str, reason: String) -> Result<(), EtlError> {
         self.rows_in += 1;
-        self.send(Message::Reject(RawReject {
+        self.reject(RawReject {
             line,
             fields: Vec::new(),
             raw: Some(raw.to_string()),
             code: "malformed_record".into(),
             reason,
-        }))
+        })
     }
 }
 
@@ -334,9 +363,9 @@ fn process(
         let Ok((seq, message)) = next else {
             return Ok(());
         };
-        let output = match message {
-            Message::Reject(r) => Output::Reject(r),
-            Message::Batch { mut df, number } => {
+        let batch = match message.batch {
+            None => None,
+            Some((mut df, number)) => {
                 let mut outcome = Outcome::default();
                 for step in steps {
                     df = step.apply(df, &mut outcome, Some(number))?;
@@ -346,12 +375,16 @@ fn process(
                     .map_err(|_| poisoned())?
                     .check_batch(df, &mut outcome.rejected)?;
                 quality.write().map_err(|_| poisoned())?.add(tally, &kept)?;
-                Output::Batch {
+                Some(Processed {
                     kept: conform(kept, output_schema)?,
                     rejected: outcome.rejected,
                     duplicates: outcome.duplicates,
-                }
+                })
             }
+        };
+        let output = Output {
+            rejects: message.rejects,
+            batch,
         };
         // The writer only hangs up when it failed; its error is the one reported.
         out.send(ToWriter::Item(seq, output))
@@ -398,23 +431,17 @@ fn write_in_order(
         waiting.insert(seq, output);
         while let Some(output) = waiting.remove(&next) {
             next += 1;
-            match output {
-                Output::Reject(r) => {
-                    quarantine.push_raw(r.line, r.fields, r.raw, r.code, r.reason)?
+            for r in output.rejects {
+                quarantine.push_raw(r.line, r.fields, r.raw, r.code, r.reason)?;
+            }
+            if let Some(batch) = output.batch {
+                duplicates += batch.duplicates;
+                for r in batch.rejected {
+                    quarantine.push_rejected(r)?;
                 }
-                Output::Batch {
-                    kept,
-                    rejected,
-                    duplicates: dropped,
-                } => {
-                    duplicates += dropped;
-                    for r in rejected {
-                        quarantine.push_rejected(r)?;
-                    }
-                    rows_out += kept.height() as u64;
-                    writer.write(kept)?;
-                    control.batch_written();
-                }
+                rows_out += batch.kept.height() as u64;
+                writer.write(batch.kept)?;
+                control.batch_written();
             }
         }
     }
