@@ -101,7 +101,8 @@ pub(crate) fn run<T>(
         workers,
     } = stages;
     let workers = workers.max(1);
-    let control = Control::new((2 * (workers + IN_FLIGHT)) as u64);
+    // One batch per worker and a channel's worth: enough to keep every thread busy.
+    let control = Control::new((workers + IN_FLIGHT) as u64);
     let quality = RwLock::new(quality);
     let (tx, rx) = sync_channel::<(u64, Message)>(IN_FLIGHT);
     let rx = Mutex::new(rx);
