@@ -19,7 +19,7 @@ use crate::error::{EtlError, PolarsContext};
 use crate::quality::Quality;
 use crate::read::{Field, Record, RecordVisitor};
 use crate::steps::{CompiledStep, Outcome, Rejected};
-use crate::write::{OutputFile, PartitionedWriter, QuarantineWriter};
+use crate::write::{OutputFile, PartitionedWriter, QuarantineWriter, RawReject};
 
 /// Messages waiting in each channel.
 const IN_FLIGHT: usize = 2;
@@ -31,15 +31,6 @@ struct Message {
     rejects: Vec<RawReject>,
     /// `number` counts batches only: stateful steps take them in this order.
     batch: Option<(DataFrame, u64)>,
-}
-
-/// A record refused while reading or typing.
-struct RawReject {
-    line: u64,
-    fields: Vec<Option<String>>,
-    raw: Option<String>,
-    code: String,
-    reason: String,
 }
 
 /// What the workers hand the writer, in the order it is written.
@@ -433,7 +424,7 @@ fn write_in_order(
         while let Some(output) = waiting.remove(&next) {
             next += 1;
             for r in output.rejects {
-                quarantine.push_raw(r.line, r.fields, r.raw, r.code, r.reason)?;
+                quarantine.push_raw(r)?;
             }
             if let Some(batch) = output.batch {
                 duplicates += batch.duplicates;

@@ -407,12 +407,14 @@ pub(crate) struct QuarantineWriter {
     schema: Schema,
 }
 
-struct RawReject {
-    line: u64,
-    fields: Vec<Option<String>>,
-    raw: Option<String>,
-    code: String,
-    reason: String,
+/// A record refused while reading or typing: its fields as read (or the raw text of a
+/// record that could not be split into fields), a reason code and a message.
+pub(crate) struct RawReject {
+    pub line: u64,
+    pub fields: Vec<Option<String>>,
+    pub raw: Option<String>,
+    pub code: String,
+    pub reason: String,
 }
 
 const QUARANTINE_FLUSH_ROWS: usize = 65_536;
@@ -446,21 +448,9 @@ impl QuarantineWriter {
     }
 
     /// A record the reader or typer refused: its fields as text, or its raw text.
-    pub fn push_raw(
-        &mut self,
-        line: u64,
-        fields: Vec<Option<String>>,
-        raw: Option<String>,
-        code: String,
-        reason: String,
-    ) -> Result<(), EtlError> {
-        self.raw.push(RawReject {
-            line,
-            fields,
-            raw,
-            code: code.clone(),
-            reason,
-        });
+    pub fn push_raw(&mut self, reject: RawReject) -> Result<(), EtlError> {
+        let code = reject.code.clone();
+        self.raw.push(reject);
         self.added(code, 1)
     }
 
