@@ -153,7 +153,7 @@ impl Clients {
 /// Objects are read as ranged GETs of this size, a few ahead of the engine: each is a short
 /// request retried on its own, and memory stays at about size x concurrency.
 const READ_PART_BYTES: u64 = 8 << 20;
-const READ_CONCURRENCY: usize = 4;
+const READ_CONCURRENCY: usize = 3;
 
 /// What happened to one object.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -23,8 +23,9 @@ use crate::types::glue_type;
 use crate::write::{PartitionedWriter, QuarantineWriter};
 
 /// Rows typed before the steps run on them. Large enough that per-batch overhead
-/// vanishes, small enough to keep memory flat.
-pub const DEFAULT_BATCH_SIZE: usize = 65_536;
+/// stays small, small enough to keep memory flat with a few batches in flight per
+/// worker (65,536 cost 80 MB more at 10M rows for 5% less time on one core).
+pub const DEFAULT_BATCH_SIZE: usize = 32_768;
 
 /// A spec made ready to run: steps compiled, reference tables loaded, and the output
 /// schema known (the steps were run once on an empty batch, which also surfaces type
