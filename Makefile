@@ -107,7 +107,7 @@ sample-data: etl ## Generate a dirty customers CSV: make sample-data ROWS=100000
 	@ls -lh $(BUILD_DIR)/data/customers-$(ROWS).csv
 
 .PHONY: bench
-bench: etl ## Engine vs pandas, polars, DuckDB, then bench-functions: make bench ROWS=1000000
+bench: etl ## Engine vs pandas, polars, DuckDB (median of ROUNDS=3), then bench-functions: make bench ROWS=1000000
 	ROWS=$(ROWS) tests/bench/run.sh
 	@$(MAKE) --no-print-directory bench-functions
 

@@ -1,13 +1,15 @@
 """Benchmarks the Rust engine against pandas, polars and DuckDB on the same generated file,
 in one run: wall time, input MB/s, peak RSS and output rows, pinned to one core (a 1,769 MB
 Lambda has one vCPU) and on all cores, with each peer's ratio to ours. Output row counts
-must match across engines, or the run fails.
+must match across engines, or the run fails. Every engine runs ROUNDS times (env, default
+3), in rounds so that all see the same machine; the table shows each one's median.
 
 usage: run.py ETL_BINARY INPUT.csv WORK_DIR
 """
 
 import json
 import os
+import statistics
 import shutil
 import subprocess
 import sys
@@ -55,13 +57,26 @@ def main() -> None:
     etl, src, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     work.mkdir(parents=True, exist_ok=True)
     size_mb = src.stat().st_size / 1e6
+    rounds = int(os.environ.get("ROUNDS", "3"))
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for n in range(rounds):
+        for cores in ("1", "all"):
+            for engine in ("rust", "pandas", "polars", "duckdb", "rust-parse"):
+                r = run_one(engine, etl, src, work, cores)
+                runs.setdefault((engine, cores), []).append(r)
+                print(f"  round {n + 1}/{rounds} {engine:<10} cores={cores:<3} "
+                      f"{r['wall_s']:7.2f} s  {r['rss_mb']:7.0f} MB", file=sys.stderr)
     results = []
-    for cores in ("1", "all"):
-        for engine in ("rust", "pandas", "polars", "duckdb", "rust-parse"):
-            r = run_one(engine, etl, src, work, cores)
-            results.append(r)
-            print(f"  {engine:<10} cores={cores:<3} {r['wall_s']:7.2f} s  {r['rss_mb']:7.0f} MB", file=sys.stderr)
-    print(f"\nInput: {src.name}, {size_mb:.0f} MB, {os.cpu_count()} cores\n")
+    for (engine, cores), rs in runs.items():
+        if len({r["rows_out"] for r in rs}) != 1:
+            sys.exit(f"{engine} gave different row counts across rounds: {rs}")
+        results.append({"engine": engine, "cores": cores, "rounds": len(rs),
+                        "wall_s": statistics.median(r["wall_s"] for r in rs),
+                        "rss_mb": statistics.median(r["rss_mb"] for r in rs),
+                        "rows_out": rs[0]["rows_out"],
+                        "all_wall_s": [round(r["wall_s"], 3) for r in rs]})
+    print(f"\nInput: {src.name}, {size_mb:.0f} MB, {os.cpu_count()} cores, "
+          f"median of {rounds} rounds\n")
     print("| engine | cores | wall s | MB/s | peak RSS MB | rows out | time vs ours | RSS vs ours |")
     print("|---|---|---|---|---|---|---|---|")
     ok = True

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: the Rust engine against pandas, polars and DuckDB on one generated file.
-#   ROWS (default 1000000) rows of dirty customers data from `etl generate`;
+#   ROWS (default 1000000) rows of dirty customers data from `etl generate`; ROUNDS (default
+#   3) runs of every engine, of which the table shows the median;
 #   the peers run from a venv this script makes (Python 3.13, tests/bench/requirements.txt).
 # Prints a markdown table; results.json lands beside the outputs in build/bench/.
 set -euo pipefail
