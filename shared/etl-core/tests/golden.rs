@@ -329,3 +329,41 @@ fn workers_change_neither_the_files_nor_their_order() {
     };
     assert_eq!(files(&one), files(&four));
 }
+
+#[test]
+fn a_failing_batch_stops_every_worker_with_its_error() {
+    // `code` is text; a strict SQL cast of it fails on the first batch holding a letter.
+    // Workers with later batches wait at dedup for that batch's turn: the failure must
+    // wake them, and the run must end with the cast's error, not hang or publish files.
+    let spec = "\
+name: t
+source: {prefix: raw/}
+schema:
+  - {name: id, type: bigint}
+  - {name: code, type: string}
+steps:
+  - derive: {column: n, sql: \"CAST(code AS BIGINT)\"}
+  - deduplicate: {}
+";
+    let mut input = String::from("id,code\n");
+    for i in 0..400 {
+        input.push_str(&format!(
+            "{i},{}\n",
+            if i == 150 { "x".into() } else { i.to_string() }
+        ));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = run_threads(spec, input.as_bytes(), "codes.csv", 3, Some(4));
+        tx.send(result.err().map(|e| e.to_string())).unwrap();
+    });
+    let error = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the run hung after a worker failed")
+        .expect("the run must fail");
+    // The step, and the value that failed (a runtime error, not the dry run's).
+    assert!(
+        error.contains("steps[0].derive") && error.contains("[\"x\"]"),
+        "{error}"
+    );
+}
