@@ -122,6 +122,15 @@ impl EtlError {
         }
     }
 
+    /// A failure of the engine's own machinery (a thread that panicked or stopped), not of
+    /// a polars operation.
+    pub(crate) fn engine(what: &str) -> Self {
+        Self::Engine {
+            context: what.to_string(),
+            source: polars::error::PolarsError::ComputeError(what.to_string().into()),
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),

@@ -207,12 +207,15 @@ impl Pipeline {
         })?;
         drop(decoded);
         let stages::Finished {
-            outputs,
-            quarantine,
+            written:
+                stages::Written {
+                    outputs,
+                    quarantine,
+                    rows_out,
+                    duplicates,
+                },
             quality,
             rows_in,
-            rows_out,
-            duplicates,
         } = finished;
         let quarantined_by_reason = quarantine.by_code.clone();
         let quarantined = quarantine.total();

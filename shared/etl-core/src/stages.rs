@@ -55,10 +55,15 @@ enum ToWriter {
 
 /// Everything a run writes and counts, once the last batch went through.
 pub(crate) struct Finished {
-    pub outputs: Vec<OutputFile>,
-    pub quarantine: QuarantineWriter,
+    pub written: Written,
     pub quality: Quality,
     pub rows_in: u64,
+}
+
+/// What the writer wrote and counted.
+pub(crate) struct Written {
+    pub outputs: Vec<OutputFile>,
+    pub quarantine: QuarantineWriter,
     pub rows_out: u64,
     pub duplicates: u64,
 }
@@ -121,7 +126,7 @@ pub(crate) fn run<T>(
                     let work =
                         AssertUnwindSafe(|| process(steps, quality, output_schema, rx, &out));
                     let result = std::panic::catch_unwind(work)
-                        .unwrap_or_else(|_| Err(engine_failure("a processing thread panicked")));
+                        .unwrap_or_else(|_| Err(EtlError::engine("a processing thread panicked")));
                     if let Err(e) = result {
                         control.fail(e);
                         // Workers waiting for this one's batch at a dedup step give up.
@@ -150,7 +155,7 @@ pub(crate) fn run<T>(
         }
         drop(out_tx);
         let written = writing.join().unwrap_or_else(|_| {
-            control.fail(engine_failure("the writing thread panicked"));
+            control.fail(EtlError::engine("the writing thread panicked"));
             None
         });
         (read.map(|t| (t, rows_in)), written)
@@ -158,21 +163,18 @@ pub(crate) fn run<T>(
     if let Some(e) = control.take_error() {
         return Err(e);
     }
-    let ((value, rows_in), (outputs, quarantine, rows_out, duplicates)) = read
+    let ((value, rows_in), written) = read
         .zip(written)
-        .ok_or_else(|| engine_failure("a stage stopped without an error"))?;
+        .ok_or_else(|| EtlError::engine("a stage stopped without an error"))?;
     let quality = quality
         .into_inner()
-        .map_err(|_| engine_failure("a processing thread panicked"))?;
+        .map_err(|_| EtlError::engine("a processing thread panicked"))?;
     Ok((
         value,
         Finished {
-            outputs,
-            quarantine,
+            written,
             quality,
             rows_in,
-            rows_out,
-            duplicates,
         },
     ))
 }
@@ -232,13 +234,6 @@ impl Control {
     }
 }
 
-fn engine_failure(what: &str) -> EtlError {
-    EtlError::Engine {
-        context: what.to_string(),
-        source: PolarsError::ComputeError(what.to_string().into()),
-    }
-}
-
 /// The reading stage: types records into batches and sends them on.
 pub(crate) struct Reader<'a> {
     typer: Typer,
@@ -258,7 +253,7 @@ impl Reader<'_> {
         // Workers only hang up when one failed; its error is the one reported.
         self.tx
             .send((self.sent, message))
-            .map_err(|_| engine_failure("the processing threads stopped"))?;
+            .map_err(|_| EtlError::engine("the processing threads stopped"))?;
         self.sent += 1;
         Ok(())
     }
@@ -293,7 +288,7 @@ impl Reader<'_> {
             .context(|| "building a batch".to_string())?;
         let number = self.batches;
         if !self.control.room_for(number) {
-            return Err(engine_failure("the processing threads stopped"));
+            return Err(EtlError::engine("the processing threads stopped"));
         }
         self.batches += 1;
         let rejects = std::mem::take(&mut self.rejects);
@@ -349,7 +344,7 @@ fn process(
     rx: &Mutex<Receiver<(u64, Message)>>,
     out: &SyncSender<ToWriter>,
 ) -> Result<(), EtlError> {
-    let poisoned = || engine_failure("a processing thread panicked");
+    let poisoned = || EtlError::engine("a processing thread panicked");
     loop {
         let next = rx.lock().map_err(|_| poisoned())?.recv();
         let Ok((seq, message)) = next else {
@@ -380,7 +375,7 @@ fn process(
         };
         // The writer only hangs up when it failed; its error is the one reported.
         out.send(ToWriter::Item(seq, output))
-            .map_err(|_| engine_failure("the writing thread stopped"))?;
+            .map_err(|_| EtlError::engine("the writing thread stopped"))?;
     }
 }
 
@@ -402,13 +397,12 @@ fn conform(df: DataFrame, schema: &Schema) -> Result<DataFrame, EtlError> {
 }
 
 /// The writer: puts the workers' results back in input order, then writes them.
-#[allow(clippy::type_complexity)]
 fn write_in_order(
     mut writer: PartitionedWriter,
     mut quarantine: QuarantineWriter,
     rx: &Receiver<ToWriter>,
     control: &Control,
-) -> Result<(Vec<OutputFile>, QuarantineWriter, u64, u64), EtlError> {
+) -> Result<Written, EtlError> {
     let mut waiting = BTreeMap::new();
     let mut next = 0u64;
     let (mut rows_out, mut duplicates) = (0u64, 0u64);
@@ -416,9 +410,14 @@ fn write_in_order(
         let (seq, output) = match message {
             ToWriter::Item(seq, output) => (seq, output),
             ToWriter::Finish if waiting.is_empty() => {
-                return Ok((writer.finish()?, quarantine, rows_out, duplicates));
+                return Ok(Written {
+                    outputs: writer.finish()?,
+                    quarantine,
+                    rows_out,
+                    duplicates,
+                });
             }
-            ToWriter::Finish => return Err(engine_failure("a processed batch went missing")),
+            ToWriter::Finish => return Err(EtlError::engine("a processed batch went missing")),
         };
         waiting.insert(seq, output);
         while let Some(output) = waiting.remove(&next) {
@@ -437,7 +436,7 @@ fn write_in_order(
             }
         }
     }
-    Err(engine_failure(
+    Err(EtlError::engine(
         "processing stopped before the end of the input",
     ))
 }

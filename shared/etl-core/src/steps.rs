@@ -386,7 +386,7 @@ impl CompiledStep {
                     .in_turn(batch, |seen| {
                         hashes.into_iter().map(|h| seen.insert(h)).collect()
                     })
-                    .map_err(|_| worker_aborted())?;
+                    .map_err(|_| EtlError::engine("another processing thread failed"))?;
                 let kept = df.filter(&keep).context(ctx)?;
                 outcome.duplicates += (df.height() - kept.height()) as u64;
                 Ok(kept)
@@ -466,13 +466,6 @@ impl CompiledStep {
             }
             Action::Cast { column, to } => cast_column(df, column, *to, outcome).context(ctx),
         }
-    }
-}
-
-fn worker_aborted() -> EtlError {
-    EtlError::Engine {
-        context: "another processing thread failed".into(),
-        source: PolarsError::ComputeError("aborted".into()),
     }
 }
 

@@ -251,12 +251,8 @@ fn flush_many(
             .map(|share| scope.spawn(move || share.into_iter().try_for_each(|p| flush(p, files))))
             .collect();
         handles.into_iter().try_for_each(|h| {
-            h.join().unwrap_or_else(|_| {
-                Err(EtlError::Engine {
-                    context: "a Parquet writing thread panicked".into(),
-                    source: PolarsError::ComputeError("writer panic".into()),
-                })
-            })
+            h.join()
+                .unwrap_or_else(|_| Err(EtlError::engine("a Parquet writing thread panicked")))
         })
     })
 }
