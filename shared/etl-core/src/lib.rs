@@ -17,6 +17,7 @@ pub mod quality;
 mod read;
 pub mod schema;
 pub mod spec;
+mod sql;
 mod stages;
 mod steps;
 pub mod types;

@@ -164,7 +164,8 @@ pub struct FilterStep {
 #[serde(deny_unknown_fields)]
 pub struct DeriveStep {
     pub column: String,
-    /// Any SQL expression polars understands (`upper(country)`, `CASE WHEN ... END`).
+    /// A SQL expression (`upper(country)`, `CASE WHEN ... END`): the grammar is in
+    /// README's spec reference and `sql.rs`.
     #[serde(default)]
     pub sql: Option<String>,
     /// Ordered bins: the first `if` that holds gives the value, else `else`.

@@ -160,7 +160,8 @@ pub(crate) fn compile(
 }
 
 fn sql(text: &str, line: Option<u64>, label: &str) -> Result<Expr, EtlError> {
-    polars::sql::sql_expr(text)
+    crate::sql::parse(text)
+        .map(|p| p.expr)
         .map_err(|e| SpecError::at(line, label, format!("cannot parse `{text}`: {e}")).into())
 }
 

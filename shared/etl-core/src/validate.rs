@@ -419,10 +419,10 @@ fn require_text(
 }
 
 fn check_sql(sql: &str, line: Option<u64>, field: &str, cols: &Columns) -> Result<(), SpecError> {
-    let expr = polars::sql::sql_expr(sql)
+    let parsed = crate::sql::parse(sql)
         .map_err(|e| SpecError::at(line, field, format!("cannot parse `{sql}`: {e}")))?;
-    for name in expr.meta().root_names() {
-        cols.require(name.as_str(), line, field)?;
+    for name in &parsed.columns {
+        cols.require(name, line, field)?;
     }
     Ok(())
 }
