@@ -183,38 +183,40 @@ impl Parser {
         format!("expected {expected} at character {pos}, found {found}")
     }
 
-    /// True (and consumed) when the next token is the keyword `kw`.
-    fn keyword(&mut self, kw: &str) -> bool {
-        if matches!(self.peek(), Tok::Word(w) if w.eq_ignore_ascii_case(kw)) {
+    /// Consumes the next token when `hit`.
+    fn take(&mut self, hit: bool) -> bool {
+        if hit {
             self.at += 1;
-            true
-        } else {
-            false
         }
+        hit
     }
 
-    fn expect_keyword(&mut self, kw: &str) -> Result<(), String> {
-        if self.keyword(kw) {
-            Ok(())
-        } else {
-            Err(self.unexpected(&format!("`{kw}`")))
-        }
+    /// True (and consumed) when the next token is the keyword `kw`.
+    fn keyword(&mut self, kw: &str) -> bool {
+        let hit = matches!(self.peek(), Tok::Word(w) if w.eq_ignore_ascii_case(kw));
+        self.take(hit)
     }
 
     fn symbol(&mut self, sym: &str) -> bool {
-        if matches!(self.peek(), Tok::Sym(s) if *s == sym) {
-            self.at += 1;
-            true
-        } else {
-            false
-        }
+        let hit = matches!(self.peek(), Tok::Sym(s) if *s == sym);
+        self.take(hit)
+    }
+
+    fn expect_keyword(&mut self, kw: &str) -> Result<(), String> {
+        let found = self.keyword(kw);
+        self.expected(found, kw)
     }
 
     fn expect_symbol(&mut self, sym: &str) -> Result<(), String> {
-        if self.symbol(sym) {
+        let found = self.symbol(sym);
+        self.expected(found, sym)
+    }
+
+    fn expected(&self, found: bool, what: &str) -> Result<(), String> {
+        if found {
             Ok(())
         } else {
-            Err(self.unexpected(&format!("`{sym}`")))
+            Err(self.unexpected(&format!("`{what}`")))
         }
     }
 
@@ -771,6 +773,13 @@ mod tests {
         eval(text).bool().unwrap().iter().collect()
     }
 
+    /// Each expression against its four expected values.
+    fn check(cases: &[(&str, [Option<bool>; 4])]) {
+        for (text, want) in cases {
+            assert_eq!(&bools(text), want, "{text}");
+        }
+    }
+
     fn ints(text: &str) -> Vec<Option<i64>> {
         eval(text)
             .cast(&DataType::Int64)
@@ -798,30 +807,26 @@ mod tests {
 
     #[test]
     fn comparisons_and_logic_keep_sql_nulls() {
-        assert_eq!(bools("a >= 0"), [Some(true), Some(false), None, Some(true)]);
-        assert_eq!(bools("a <> 1"), [Some(false), Some(true), None, Some(true)]);
+        check(&[
+            ("a >= 0", [Some(true), Some(false), None, Some(true)]),
+            ("a <> 1", [Some(false), Some(true), None, Some(true)]),
+            // NULL AND false is false, NULL AND true is NULL; NULL OR true is true.
+            (
+                "a > 0 AND x > 0",
+                [Some(true), Some(false), Some(false), None],
+            ),
+            ("a > 0 OR x > 0", [Some(true), Some(true), None, Some(true)]),
+            ("NOT a > 0", [Some(false), Some(true), None, Some(false)]),
+            (
+                "a IS NULL",
+                [Some(false), Some(false), Some(true), Some(false)],
+            ),
+            (
+                "x IS NOT NULL",
+                [Some(true), Some(true), Some(true), Some(false)],
+            ),
+        ]);
         assert_eq!(bools("a != 1"), bools("a <> 1"));
-        // NULL AND false is false, NULL AND true is NULL; NULL OR true is true.
-        assert_eq!(
-            bools("a > 0 AND x > 0"),
-            [Some(true), Some(false), Some(false), None]
-        );
-        assert_eq!(
-            bools("a > 0 OR x > 0"),
-            [Some(true), Some(true), None, Some(true)]
-        );
-        assert_eq!(
-            bools("NOT a > 0"),
-            [Some(false), Some(true), None, Some(false)]
-        );
-        assert_eq!(
-            bools("a IS NULL"),
-            [Some(false), Some(false), Some(true), Some(false)]
-        );
-        assert_eq!(
-            bools("x IS NOT NULL"),
-            [Some(true), Some(true), Some(true), Some(false)]
-        );
     }
 
     #[test]
@@ -860,69 +865,59 @@ mod tests {
 
     #[test]
     fn in_between_and_like() {
-        assert_eq!(
-            bools("a IN (1, 10)"),
-            [Some(true), Some(false), None, Some(true)]
-        );
-        assert_eq!(
-            bools("a NOT IN (1, 10)"),
-            [Some(false), Some(true), None, Some(false)]
-        );
+        check(&[
+            ("a IN (1, 10)", [Some(true), Some(false), None, Some(true)]),
+            (
+                "a NOT IN (1, 10)",
+                [Some(false), Some(true), None, Some(false)],
+            ),
+            (
+                "x BETWEEN -3 AND 1.5",
+                [Some(true), Some(false), Some(true), None],
+            ),
+            (
+                "x NOT BETWEEN -3 AND 1.5",
+                [Some(false), Some(true), Some(false), None],
+            ),
+            ("s LIKE '%@%'", [Some(true), Some(false), None, Some(false)]),
+            ("s LIKE 'He%'", [Some(false), Some(true), None, Some(false)]),
+            ("s LIKE '%de'", [Some(true), Some(false), None, Some(false)]),
+            (
+                "s LIKE 'Hello'",
+                [Some(false), Some(true), None, Some(false)],
+            ),
+            (
+                "s LIKE 'H_l%o'",
+                [Some(false), Some(true), None, Some(false)],
+            ),
+            (
+                "s LIKE '%.d_'",
+                [Some(true), Some(false), None, Some(false)],
+            ),
+            // Regex characters in a pattern are themselves.
+            (
+                "s LIKE 'ab@c.de'",
+                [Some(true), Some(false), None, Some(false)],
+            ),
+            (
+                "s LIKE 'ab@c_de'",
+                [Some(true), Some(false), None, Some(false)],
+            ),
+            (
+                "s LIKE 'ab@c\\de'",
+                [Some(false), Some(false), None, Some(false)],
+            ),
+            (
+                "s NOT LIKE '%@%'",
+                [Some(false), Some(true), None, Some(true)],
+            ),
+            (
+                "s ILIKE 'hello'",
+                [Some(false), Some(true), None, Some(false)],
+            ),
+        ]);
         // Not 1, and NULL in the list: unknown, as in SQL.
         assert_eq!(bools("a IN (1, NULL)")[1], None);
-        assert_eq!(
-            bools("x BETWEEN -3 AND 1.5"),
-            [Some(true), Some(false), Some(true), None]
-        );
-        assert_eq!(
-            bools("x NOT BETWEEN -3 AND 1.5"),
-            [Some(false), Some(true), Some(false), None]
-        );
-        assert_eq!(
-            bools("s LIKE '%@%'"),
-            [Some(true), Some(false), None, Some(false)]
-        );
-        assert_eq!(
-            bools("s LIKE 'He%'"),
-            [Some(false), Some(true), None, Some(false)]
-        );
-        assert_eq!(
-            bools("s LIKE '%de'"),
-            [Some(true), Some(false), None, Some(false)]
-        );
-        assert_eq!(
-            bools("s LIKE 'Hello'"),
-            [Some(false), Some(true), None, Some(false)]
-        );
-        assert_eq!(
-            bools("s LIKE 'H_l%o'"),
-            [Some(false), Some(true), None, Some(false)]
-        );
-        assert_eq!(
-            bools("s LIKE '%.d_'"),
-            [Some(true), Some(false), None, Some(false)]
-        );
-        // Regex characters in a pattern are themselves.
-        assert_eq!(
-            bools("s LIKE 'ab@c.de'"),
-            [Some(true), Some(false), None, Some(false)]
-        );
-        assert_eq!(
-            bools("s LIKE 'ab@c_de'"),
-            [Some(true), Some(false), None, Some(false)]
-        );
-        assert_eq!(
-            bools("s LIKE 'ab@c\\de'"),
-            [Some(false), Some(false), None, Some(false)]
-        );
-        assert_eq!(
-            bools("s NOT LIKE '%@%'"),
-            [Some(false), Some(true), None, Some(true)]
-        );
-        assert_eq!(
-            bools("s ILIKE 'hello'"),
-            [Some(false), Some(true), None, Some(false)]
-        );
     }
 
     #[test]
