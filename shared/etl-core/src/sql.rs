@@ -52,8 +52,8 @@ enum Tok {
 }
 
 /// Longest first, so `<=` is not read as `<` then `=`.
-const SYMBOLS: [&str; 16] = [
-    "||", "<=", ">=", "<>", "!=", "::", "(", ")", ",", "+", "-", "*", "/", "%", "<", ">",
+const SYMBOLS: [&str; 17] = [
+    "||", "<=", ">=", "<>", "!=", "::", "(", ")", ",", "+", "-", "*", "/", "%", "<", ">", "=",
 ];
 
 fn tokenize(text: &str) -> Result<Vec<(Tok, usize)>, String> {
@@ -97,10 +97,9 @@ fn tokenize(text: &str) -> Result<Vec<(Tok, usize)>, String> {
             let mut float = false;
             while let Some(&(j, d)) = chars.peek() {
                 let exponent_sign = (d == '+' || d == '-') && text[..j].ends_with(['e', 'E']);
-                if d.is_ascii_digit() || exponent_sign {
-                } else if d == '.' || d == 'e' || d == 'E' {
+                if d == '.' || d == 'e' || d == 'E' {
                     float = true;
-                } else {
+                } else if !(d.is_ascii_digit() || exponent_sign) {
                     break;
                 }
                 end = j + d.len_utf8();
@@ -131,9 +130,6 @@ fn tokenize(text: &str) -> Result<Vec<(Tok, usize)>, String> {
                 chars.next();
             }
             Tok::Sym(if sym == "!=" { "<>" } else { sym })
-        } else if c == '=' {
-            chars.next();
-            Tok::Sym("=")
         } else {
             return Err(format!("unexpected `{c}` at character {}", at(i)));
         };
@@ -181,6 +177,13 @@ impl Parser {
             Tok::Sym(s) => format!("`{s}`"),
         };
         format!("expected {expected} at character {pos}, found {found}")
+    }
+
+    /// The next token's value if `want` takes it (then consumed), else None.
+    fn next_if<T>(&mut self, want: impl FnOnce(&Tok) -> Option<T>) -> Option<T> {
+        let got = want(self.peek());
+        self.take(got.is_some());
+        got
     }
 
     /// Consumes the next token when `hit`.
@@ -297,13 +300,11 @@ impl Parser {
     }
 
     fn pattern(&mut self) -> Result<String, String> {
-        match self.next() {
-            Tok::Str(s) => Ok(s),
-            _ => {
-                self.at -= 1;
-                Err(self.unexpected("a quoted LIKE pattern"))
-            }
-        }
+        self.next_if(|t| match t {
+            Tok::Str(s) => Some(s.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| self.unexpected("a quoted LIKE pattern"))
     }
 
     /// `||` binds looser than arithmetic, as in PostgreSQL: `'n' || 1 + 1` is `n2`.
@@ -422,13 +423,12 @@ impl Parser {
             }
             "EXTRACT" => {
                 self.expect_symbol("(")?;
-                let part = match self.next() {
-                    Tok::Word(p) => p,
-                    _ => {
-                        self.at -= 1;
-                        return Err(self.unexpected("a date part (YEAR, MONTH, ...)"));
-                    }
-                };
+                let part = self
+                    .next_if(|t| match t {
+                        Tok::Word(p) => Some(p.clone()),
+                        _ => None,
+                    })
+                    .ok_or_else(|| self.unexpected("a date part (YEAR, MONTH, ...)"))?;
                 self.expect_keyword("FROM")?;
                 let e = self.expr()?;
                 self.expect_symbol(")")?;
@@ -437,6 +437,7 @@ impl Parser {
             _ => {}
         }
         if is_reserved(&upper) {
+            // Point at the keyword itself, which `primary` consumed.
             self.at -= 1;
             return Err(self.unexpected("a column, value, function or `(`"));
         }
@@ -497,24 +498,23 @@ impl Parser {
     /// A type name as CAST takes it: the spec's types and their common SQL spellings.
     fn type_name(&mut self) -> Result<ColumnType, String> {
         let start = self.at;
-        let Tok::Word(w) = self.next() else {
-            self.at = start;
-            return Err(self.unexpected("a type name"));
-        };
-        let name = w.to_ascii_lowercase();
+        let name = self
+            .next_if(|t| match t {
+                Tok::Word(w) => Some(w.to_ascii_lowercase()),
+                _ => None,
+            })
+            .ok_or_else(|| self.unexpected("a type name"))?;
         if name == "double" {
             self.keyword("PRECISION");
         }
         let mut args = Vec::new();
         if self.symbol("(") {
             loop {
-                match self.next() {
-                    Tok::Int(i) => args.push(i),
-                    _ => {
-                        self.at -= 1;
-                        return Err(self.unexpected("a number"));
-                    }
-                }
+                let n = self.next_if(|t| match t {
+                    Tok::Int(i) => Some(*i),
+                    _ => None,
+                });
+                args.push(n.ok_or_else(|| self.unexpected("a number"))?);
                 if self.symbol(")") {
                     break;
                 }
@@ -530,7 +530,8 @@ impl Parser {
             ("boolean" | "bool", []) => Some(ColumnType::Boolean),
             ("date", []) => Some(ColumnType::Date),
             ("timestamp" | "datetime", []) => Some(ColumnType::Timestamp),
-            ("decimal" | "numeric", [p, s]) => format!("decimal({p},{s})").parse().ok(),
+            // The spec's own check of precision and scale, and its message.
+            ("decimal" | "numeric", [p, s]) => return format!("decimal({p},{s})").parse(),
             _ => None,
         };
         ty.ok_or_else(|| {
@@ -629,6 +630,8 @@ fn function(name: &str, args: Vec<Expr>) -> Result<Expr, String> {
     let arity = |n: std::ops::RangeInclusive<usize>| {
         if n.contains(&args.len()) {
             Ok(())
+        } else if *n.end() == usize::MAX {
+            Err(format!("{lower}() takes at least {} argument", n.start()))
         } else if n.start() == n.end() {
             let s = if *n.start() == 1 { "" } else { "s" };
             Err(format!(
@@ -1026,6 +1029,15 @@ mod tests {
             err("upper(a"),
             "expected `,` or `)` at character 8, found the end"
         );
+        assert!(err("cast(x AS decimal(50, 2))").contains("precision <= 38"));
+        assert_eq!(
+            err("s LIKE"),
+            "expected a quoted LIKE pattern at character 7, found the end"
+        );
+        assert_eq!(
+            err("cast(x AS decimal(10,"),
+            "expected a number at character 22, found the end"
+        );
         assert_eq!(
             err("s LIKE x"),
             "expected a quoted LIKE pattern at character 8, found `x`"
@@ -1035,6 +1047,7 @@ mod tests {
         assert!(err("cast(a AS blob)").starts_with("expected a type: varchar"));
         assert!(err("md5(a)").starts_with("unknown function `md5`; known: upper"));
         assert_eq!(err("upper(a, b)"), "upper() takes 1 argument, not 2");
+        assert_eq!(err("coalesce()"), "coalesce() takes at least 1 argument");
         assert!(
             err("DATE 'soon'").contains("not a valid date"),
             "{}",
