@@ -1003,6 +1003,12 @@ mod tests {
             ints("date_part('month', d)"),
             [Some(3), Some(12), None, Some(1)]
         );
+        let noon = eval("TIMESTAMP '2024-01-31 12:00:00'");
+        assert_eq!(noon.dtype(), &ColumnType::Timestamp.to_polars());
+        assert_eq!(
+            noon.cast(&DataType::Int64).unwrap().i64().unwrap().get(0),
+            Some(1_706_702_400_000_000)
+        );
     }
 
     #[test]
