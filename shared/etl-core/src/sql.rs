@@ -12,12 +12,18 @@
 
 use polars::prelude::*;
 
+use crate::error::SpecError;
 use crate::types::{self, ColumnType};
 
 /// A parsed expression and the columns it reads (in order of first mention).
 pub(crate) struct Parsed {
     pub expr: Expr,
     pub columns: Vec<String>,
+}
+
+/// [`parse`] for an expression in a spec: the error names the spec line and field.
+pub(crate) fn parse_spec(text: &str, line: Option<u64>, field: &str) -> Result<Parsed, SpecError> {
+    parse(text).map_err(|e| SpecError::at(line, field, format!("cannot parse `{text}`: {e}")))
 }
 
 /// Parses one expression. The error says what was expected and where (1-based character).
@@ -625,45 +631,55 @@ fn date_part(part: &str, e: Expr) -> Result<Expr, String> {
 pub(crate) const FUNCTIONS: &str = "upper, lower, trim, ltrim, rtrim, length, substr, \
      replace, concat, coalesce, nullif, abs, starts_with, ends_with, regexp_like, date_part";
 
+/// A call's arguments in order, taken once their count is checked.
+struct Args(std::vec::IntoIter<Expr>);
+
+impl Args {
+    fn next(&mut self) -> Expr {
+        self.0.next().expect("arity checked")
+    }
+
+    /// An optional last argument: NULL when left out.
+    fn or_null(&mut self) -> Expr {
+        self.0.next().unwrap_or(lit(NULL))
+    }
+
+    fn rest(self) -> Vec<Expr> {
+        self.0.collect()
+    }
+}
+
 fn function(name: &str, args: Vec<Expr>) -> Result<Expr, String> {
     let lower = name.to_ascii_lowercase();
-    let arity = |n: std::ops::RangeInclusive<usize>| {
-        if n.contains(&args.len()) {
+    let n = args.len();
+    let arity = |range: std::ops::RangeInclusive<usize>| {
+        let (min, max) = (*range.start(), *range.end());
+        if range.contains(&n) {
             Ok(())
-        } else if *n.end() == usize::MAX {
-            Err(format!("{lower}() takes at least {} argument", n.start()))
-        } else if n.start() == n.end() {
-            let s = if *n.start() == 1 { "" } else { "s" };
-            Err(format!(
-                "{lower}() takes {} argument{s}, not {}",
-                n.start(),
-                args.len()
-            ))
+        } else if max == usize::MAX {
+            Err(format!("{lower}() takes at least {min} argument"))
+        } else if min == max {
+            let s = if min == 1 { "" } else { "s" };
+            Err(format!("{lower}() takes {min} argument{s}, not {n}"))
         } else {
-            Err(format!(
-                "{lower}() takes {} to {} arguments, not {}",
-                n.start(),
-                n.end(),
-                args.len()
-            ))
+            Err(format!("{lower}() takes {min} to {max} arguments, not {n}"))
         }
     };
-    let mut a = args.clone().into_iter();
-    let mut arg = || a.next().expect("arity checked");
+    let mut a = Args(args.into_iter());
     Ok(match lower.as_str() {
         "upper" => {
             arity(1..=1)?;
-            arg().str().to_uppercase()
+            a.next().str().to_uppercase()
         }
         "lower" => {
             arity(1..=1)?;
-            arg().str().to_lowercase()
+            a.next().str().to_lowercase()
         }
         "trim" | "ltrim" | "rtrim" => {
             arity(1..=2)?;
-            let e = arg().str();
+            let e = a.next().str();
             // Whitespace unless the characters to strip are given.
-            let chars = if args.len() == 2 { arg() } else { lit(NULL) };
+            let chars = a.or_null();
             match lower.as_str() {
                 "trim" => e.strip_chars(chars),
                 "ltrim" => e.strip_chars_start(chars),
@@ -672,76 +688,67 @@ fn function(name: &str, args: Vec<Expr>) -> Result<Expr, String> {
         }
         "length" | "char_length" | "character_length" => {
             arity(1..=1)?;
-            arg().str().len_chars().cast(DataType::Int64)
+            a.next().str().len_chars().cast(DataType::Int64)
         }
         "substr" | "substring" => {
             // 1-based start, as in SQL.
             arity(2..=3)?;
-            let e = arg();
-            let start = arg() - lit(1i64);
-            let len = if args.len() == 3 { arg() } else { lit(NULL) };
-            e.str().slice(start, len)
+            let e = a.next();
+            let start = a.next() - lit(1i64);
+            e.str().slice(start, a.or_null())
         }
         "replace" => {
             arity(3..=3)?;
-            let e = arg();
-            let from = arg();
-            e.str().replace_all(from, arg(), true)
+            let e = a.next();
+            let from = a.next();
+            e.str().replace_all(from, a.next(), true)
         }
         "concat" => {
             // Unlike `||`, concat() skips NULLs.
             arity(1..=usize::MAX)?;
-            concat_str(
-                args.into_iter()
-                    .map(|e| e.cast(DataType::String))
-                    .collect::<Vec<_>>(),
-                "",
-                true,
-            )
+            let text: Vec<Expr> = a
+                .rest()
+                .into_iter()
+                .map(|e| e.cast(DataType::String))
+                .collect();
+            concat_str(text, "", true)
         }
         "coalesce" => {
             arity(1..=usize::MAX)?;
-            coalesce(&args)
+            coalesce(&a.rest())
         }
         "nullif" => {
             arity(2..=2)?;
-            let e = arg();
-            when(e.clone().eq(arg())).then(lit(NULL)).otherwise(e)
+            let e = a.next();
+            when(e.clone().eq(a.next())).then(lit(NULL)).otherwise(e)
         }
         "abs" => {
             arity(1..=1)?;
-            let e = arg();
+            let e = a.next();
             when(e.clone().lt(lit(0))).then(-e.clone()).otherwise(e)
         }
         "starts_with" | "ends_with" => {
             arity(2..=2)?;
-            let e = arg().str();
+            let e = a.next().str();
             if lower == "starts_with" {
-                e.starts_with(arg())
+                e.starts_with(a.next())
             } else {
-                e.ends_with(arg())
+                e.ends_with(a.next())
             }
         }
         "regexp_like" => {
             arity(2..=2)?;
-            let e = arg();
-            e.str().contains(arg(), true)
+            let e = a.next();
+            e.str().contains(a.next(), true)
         }
         "date_part" => {
             arity(2..=2)?;
-            let Some(Expr::Literal(part)) = args.first() else {
-                return Err(
-                    "date_part() takes the part as a quoted word: date_part('year', d)".into(),
-                );
-            };
-            let Some(part) = part.extract_str() else {
-                return Err(
-                    "date_part() takes the part as a quoted word: date_part('year', d)".into(),
-                );
-            };
-            let part = part.to_string();
-            let _part = arg();
-            date_part(&part, arg())?
+            let part = match a.next() {
+                Expr::Literal(v) => v.extract_str().map(str::to_string),
+                _ => None,
+            }
+            .ok_or("date_part() takes the part as a quoted word: date_part('year', d)")?;
+            date_part(&part, a.next())?
         }
         _ => return Err(format!("unknown function `{name}`; known: {FUNCTIONS}")),
     })

@@ -160,9 +160,7 @@ pub(crate) fn compile(
 }
 
 fn sql(text: &str, line: Option<u64>, label: &str) -> Result<Expr, EtlError> {
-    crate::sql::parse(text)
-        .map(|p| p.expr)
-        .map_err(|e| SpecError::at(line, label, format!("cannot parse `{text}`: {e}")).into())
+    Ok(crate::sql::parse_spec(text, line, label)?.expr)
 }
 
 fn case_expr(c: &CaseSpec, line: Option<u64>, label: &str) -> Result<Expr, EtlError> {

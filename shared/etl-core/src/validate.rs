@@ -419,9 +419,7 @@ fn require_text(
 }
 
 fn check_sql(sql: &str, line: Option<u64>, field: &str, cols: &Columns) -> Result<(), SpecError> {
-    let parsed = crate::sql::parse(sql)
-        .map_err(|e| SpecError::at(line, field, format!("cannot parse `{sql}`: {e}")))?;
-    for name in &parsed.columns {
+    for name in &crate::sql::parse_spec(sql, line, field)?.columns {
         cols.require(name, line, field)?;
     }
     Ok(())
