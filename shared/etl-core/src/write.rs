@@ -7,8 +7,10 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::*;
+use polars_io::parquet::write::{
+    BatchedWriter, ParquetCompression, ParquetWriter, StatisticsOptions,
+};
 use serde::Serialize;
 
 use crate::batch::LINE_COLUMN;
