@@ -5,6 +5,8 @@
 use std::io::Cursor;
 
 use polars::prelude::*;
+use polars_io::SerReader;
+use polars_io::parquet::read::ParquetReader;
 
 use crate::batch::LINE_COLUMN;
 use crate::chars::ClassReplace;
@@ -60,6 +62,14 @@ enum Action {
         from: String,
         column: String,
         replace: ClassReplace,
+    },
+    /// A `split` derive: piece `index` of `from` cut at `separator`, null past the last
+    /// piece. One pass that copies one piece; polars' `split` builds a list of them all.
+    SplitPart {
+        from: String,
+        column: String,
+        separator: String,
+        index: usize,
     },
     Join {
         reference: DataFrame,
@@ -131,11 +141,14 @@ pub(crate) fn compile(
                         }
                         DeriveExpr::Sql(s) => sql(s, line, &label)?,
                         DeriveExpr::Case(c) => case_expr(c, line, &label)?,
-                        DeriveExpr::Split(s) => col(s.from.as_str())
-                            .str()
-                            .split(lit(s.separator.clone()))
-                            .list()
-                            .get(lit(s.index as i64), true),
+                        DeriveExpr::Split(s) => {
+                            break 'derive Action::SplitPart {
+                                from: s.from.clone(),
+                                column: d.column.clone(),
+                                separator: s.separator.clone(),
+                                index: s.index,
+                            };
+                        }
                     };
                     Action::Derive(expr.alias(d.column.as_str()))
                 }
@@ -413,6 +426,33 @@ impl CompiledStep {
                     .apply_into_string_amortized(|text, out| replace.replace_into(text, out));
                 let mut df = df;
                 df.with_column(replaced.with_name(column.as_str().into()).into_column())
+                    .context(ctx)?;
+                Ok(df)
+            }
+            Action::SplitPart {
+                from,
+                column,
+                separator,
+                index,
+            } => {
+                let source = df
+                    .column(from)
+                    .and_then(|c| c.str().cloned())
+                    .context(ctx)?;
+                let mut chars = separator.chars();
+                // A one-character separator is found with memchr, a longer one by substring search.
+                let part: StringChunked = match (chars.next(), chars.next()) {
+                    (Some(c), None) => source
+                        .iter()
+                        .map(|v| v.and_then(|s| s.split(c).nth(*index)))
+                        .collect(),
+                    _ => source
+                        .iter()
+                        .map(|v| v.and_then(|s| s.split(separator.as_str()).nth(*index)))
+                        .collect(),
+                };
+                let mut df = df;
+                df.with_column(part.with_name(column.as_str().into()).into_column())
                     .context(ctx)?;
                 Ok(df)
             }

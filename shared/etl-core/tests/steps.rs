@@ -130,6 +130,30 @@ fn derived_columns_by_sql_case_split_and_regex() {
 }
 
 #[test]
+fn split_takes_one_piece_and_null_past_the_last() {
+    let steps = "  - derive: {column: first, split: {from: email, separator: '@', index: 0}}
+  - derive: {column: second, split: {from: email, separator: '@', index: 1}}
+  - derive: {column: third, split: {from: email, separator: '::', index: 2}}
+  - derive: {column: accent, split: {from: email, separator: 'é', index: 1}}";
+    let data = "id,email,cc,amount,day,code\n1,a@b@c,,,,\n2,@,,,,\n3,,,,,\n4,x::y::z,,,,\n\
+                5,x::y,,,,\n6,aébéc,,,,\n";
+    let r = run(&spec(steps, "    []"), data.as_bytes(), "x.csv").unwrap();
+    let out = r.output("id");
+    let n = None;
+    assert_eq!(
+        strings(&out, "first"),
+        opt(&[Some("a"), Some(""), n, Some("x::y::z"), Some("x::y"), Some("aébéc")])
+    );
+    assert_eq!(
+        strings(&out, "second"),
+        opt(&[Some("b"), Some(""), n, n, n, n]),
+        "a trailing separator leaves an empty last piece"
+    );
+    assert_eq!(strings(&out, "third"), opt(&[n, n, n, Some("z"), n, n]));
+    assert_eq!(strings(&out, "accent"), opt(&[n, n, n, n, n, Some("b")]));
+}
+
+#[test]
 fn join_adds_reference_columns_and_keeps_every_row() {
     let steps = "  - join: {path: shared/etl-core/tests/fixtures/countries.csv, on: cc, reference_on: code, columns: [country_name]}";
     let r = run(&spec(steps, "    []"), DATA, "x.csv").unwrap();
