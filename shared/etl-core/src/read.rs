@@ -130,18 +130,26 @@ pub(crate) struct ReadOptions<'a> {
 
 struct CsvRecord<'a> {
     record: &'a csv::ByteRecord,
+    /// All the record's fields back to back, when they are valid UTF-8 together: checking
+    /// a record at once is cheaper than a call per field.
+    text: Option<&'a str>,
     /// schema column -> input field index
     map: &'a [Option<usize>],
 }
 
 impl Record for CsvRecord<'_> {
     fn field(&self, col: usize) -> Result<Field<'_>, String> {
-        match self.map[col].and_then(|i| self.record.get(i)) {
-            None => Ok(Field::Absent),
-            Some(bytes) => std::str::from_utf8(bytes)
-                .map(Field::Text)
-                .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+        let Some(range) = self.map[col].and_then(|i| self.record.range(i)) else {
+            return Ok(Field::Absent);
+        };
+        // `get` is None when the field does not start and end on character boundaries,
+        // which a field that is not valid UTF-8 on its own can do inside valid text.
+        if let Some(text) = self.text.and_then(|t| t.get(range.clone())) {
+            return Ok(Field::Text(text));
         }
+        std::str::from_utf8(&self.record.as_slice()[range])
+            .map(Field::Text)
+            .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))
     }
 }
 
@@ -229,6 +237,7 @@ pub(crate) fn read_csv(
             line,
             &CsvRecord {
                 record: &record,
+                text: std::str::from_utf8(record.as_slice()).ok(),
                 map: &map,
             },
         )?;

@@ -94,6 +94,18 @@ fn invalid_utf8_names_the_field() {
 }
 
 #[test]
+fn a_field_invalid_alone_is_rejected_inside_a_valid_record() {
+    // "b\xc3" and "\xa9": the record's bytes back to back read "3bé", each field alone is
+    // not UTF-8.
+    let r = ok(b"id,name,amount\n1,ok,1\n3,b\xc3,\xa9\n", "x.csv");
+    assert_eq!(counts(&r.manifest), (2, 1, 0, 1));
+    let reason = strings(&r.quarantine(), "_reject_reason")[0]
+        .clone()
+        .unwrap();
+    assert_eq!(reason, "field 'name': invalid UTF-8 at byte 1");
+}
+
+#[test]
 fn wrong_types_are_rejected_never_nulled() {
     let r = ok(b"id,name,amount\n1,a,1.5\nx,b,2\n3,c,lots\n4,d,\n", "x.csv");
     assert_eq!(counts(&r.manifest), (4, 2, 0, 2));
