@@ -127,6 +127,9 @@ pub(crate) struct Typer {
     builders: Vec<Builder>,
     lines: Vec<u64>,
     capacity: usize,
+    /// The cells of the record being typed, kept between records so that typing one
+    /// allocates nothing.
+    cells: Vec<Cell<'static>>,
 }
 
 impl Typer {
@@ -140,6 +143,7 @@ impl Typer {
                 .collect(),
             lines: Vec::with_capacity(capacity),
             capacity,
+            cells: Vec::with_capacity(schema.len()),
         }
     }
 
@@ -154,7 +158,7 @@ impl Typer {
 
     /// Types one record: appended whole, or refused whole.
     pub fn push(&mut self, line: u64, record: &dyn Record) -> Result<(), Reject> {
-        let mut cells = Vec::with_capacity(self.schema.len());
+        let mut cells = reuse(std::mem::take(&mut self.cells));
         for (i, f) in self.schema.iter().enumerate() {
             let field = record.field(i).map_err(|reason| Reject {
                 code: format!("invalid_value:{}", f.name),
@@ -172,9 +176,10 @@ impl Typer {
             }
             cells.push(cell);
         }
-        for (b, c) in self.builders.iter_mut().zip(cells) {
+        for (b, c) in self.builders.iter_mut().zip(cells.drain(..)) {
             b.push(c);
         }
+        self.cells = reuse(cells);
         self.lines.push(line);
         Ok(())
     }
@@ -207,6 +212,13 @@ impl Typer {
         }
         DataFrame::new(height, columns)
     }
+}
+
+/// An emptied vector of cells with another lifetime, in the same allocation: collecting a
+/// vector's own iterator into a vector of a same-sized type reuses its buffer.
+fn reuse<'b>(mut cells: Vec<Cell<'_>>) -> Vec<Cell<'b>> {
+    cells.clear();
+    cells.into_iter().map(|_| Cell::Null).collect()
 }
 
 fn type_text<'a>(f: &FieldSpec, text: &'a str) -> Result<Cell<'a>, String> {
