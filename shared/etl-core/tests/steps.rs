@@ -142,7 +142,14 @@ fn split_takes_one_piece_and_null_past_the_last() {
     let n = None;
     assert_eq!(
         strings(&out, "first"),
-        opt(&[Some("a"), Some(""), n, Some("x::y::z"), Some("x::y"), Some("aébéc")])
+        opt(&[
+            Some("a"),
+            Some(""),
+            n,
+            Some("x::y::z"),
+            Some("x::y"),
+            Some("aébéc")
+        ])
     );
     assert_eq!(
         strings(&out, "second"),
