@@ -360,6 +360,34 @@ fn skip_bom(b: &[u8]) -> &[u8] {
     b.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(b)
 }
 
+/// Sets `column` (added, or replaced in place) to `derive` of the text column `from`.
+fn derive_text(
+    mut df: DataFrame,
+    from: &str,
+    column: &str,
+    derive: impl FnOnce(&StringChunked) -> StringChunked,
+) -> PolarsResult<DataFrame> {
+    let derived = derive(df.column(from)?.str()?);
+    df.with_column(derived.with_name(column.into()).into_column())?;
+    Ok(df)
+}
+
+/// Piece `index` of each value cut at `separator`; null past the last piece.
+fn split_part(source: &StringChunked, separator: &str, index: usize) -> StringChunked {
+    let mut chars = separator.chars();
+    // A one-character separator is found with memchr, a longer one by substring search.
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => source
+            .iter()
+            .map(|v| v.and_then(|s| s.split(c).nth(index)))
+            .collect(),
+        _ => source
+            .iter()
+            .map(|v| v.and_then(|s| s.split(separator).nth(index)))
+            .collect(),
+    }
+}
+
 /// Splits a frame by a mask; nulls in the mask count as false.
 pub(crate) fn split(df: &DataFrame, mask: &BooleanChunked) -> PolarsResult<(DataFrame, DataFrame)> {
     let mask = if mask.null_count() > 0 {
@@ -418,44 +446,19 @@ impl CompiledStep {
                 from,
                 column,
                 replace,
-            } => {
-                let replaced = df
-                    .column(from)
-                    .and_then(|c| c.str().cloned())
-                    .context(ctx)?
-                    .apply_into_string_amortized(|text, out| replace.replace_into(text, out));
-                let mut df = df;
-                df.with_column(replaced.with_name(column.as_str().into()).into_column())
-                    .context(ctx)?;
-                Ok(df)
-            }
+            } => derive_text(df, from, column, |source| {
+                source.apply_into_string_amortized(|text, out| replace.replace_into(text, out))
+            })
+            .context(ctx),
             Action::SplitPart {
                 from,
                 column,
                 separator,
                 index,
-            } => {
-                let source = df
-                    .column(from)
-                    .and_then(|c| c.str().cloned())
-                    .context(ctx)?;
-                let mut chars = separator.chars();
-                // A one-character separator is found with memchr, a longer one by substring search.
-                let part: StringChunked = match (chars.next(), chars.next()) {
-                    (Some(c), None) => source
-                        .iter()
-                        .map(|v| v.and_then(|s| s.split(c).nth(*index)))
-                        .collect(),
-                    _ => source
-                        .iter()
-                        .map(|v| v.and_then(|s| s.split(separator.as_str()).nth(*index)))
-                        .collect(),
-                };
-                let mut df = df;
-                df.with_column(part.with_name(column.as_str().into()).into_column())
-                    .context(ctx)?;
-                Ok(df)
-            }
+            } => derive_text(df, from, column, |source| {
+                split_part(source, separator, *index)
+            })
+            .context(ctx),
             Action::Filter {
                 name,
                 condition,
