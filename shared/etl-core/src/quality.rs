@@ -196,15 +196,15 @@ impl Quality {
                     rule.passing += height - column.null_count() as u64;
                 }
                 RuleKind::Uniqueness | RuleKind::IsUnique => {
-                    let hashes = column_hashes(column).context(|| rule.description.clone())?;
-                    for (h, valid) in hashes.into_iter().zip(column.is_not_null().iter()) {
-                        if valid == Some(true) {
-                            rule.evaluated += 1;
-                            if !rule.seen.insert(h) {
-                                rule.repeats += 1;
-                            }
-                        }
+                    let mut hashes = column_hashes(column).context(|| rule.description.clone())?;
+                    if column.null_count() > 0 {
+                        let valid = column.is_not_null();
+                        let mut valid = valid.iter();
+                        hashes.retain(|_| valid.next() == Some(Some(true)));
                     }
+                    let new = rule.seen.insert_all(&hashes);
+                    rule.evaluated += new.len() as u64;
+                    rule.repeats += new.iter().filter(|&&n| !n).count() as u64;
                 }
                 RuleKind::DataFreshness => {
                     let cutoff = self.now_us - rule.max_age_us;

@@ -422,11 +422,10 @@ impl CompiledStep {
                 };
                 // Hashing runs in parallel; only the lookups wait for this batch's turn.
                 let hashes = row_hashes(&df, &names).context(ctx)?;
-                let keep: BooleanChunked = seen
-                    .in_turn(batch, |seen| {
-                        hashes.into_iter().map(|h| seen.insert(h)).collect()
-                    })
+                let keep = seen
+                    .in_turn(batch, |seen| seen.insert_all(&hashes))
                     .map_err(|_| EtlError::engine("another processing thread failed"))?;
+                let keep = BooleanChunked::from_slice(PlSmallStr::EMPTY, &keep);
                 let kept = df.filter(&keep).context(ctx)?;
                 outcome.duplicates += (df.height() - kept.height()) as u64;
                 Ok(kept)

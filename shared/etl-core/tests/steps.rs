@@ -289,6 +289,17 @@ fn dataset_rules_and_fail_action() {
 }
 
 #[test]
+fn uniqueness_counts_repeats_among_values_not_nulls() {
+    // No dedup: ids 1,2,2,3,3 and amounts 10,null,null,-5,300.
+    let rules = "    - {rule: Uniqueness, column: id}
+    - {rule: Uniqueness, column: amount}";
+    let r = run(&spec("  []", rules), DATA, "x.csv").unwrap();
+    let q = &r.manifest.quality;
+    assert_eq!(q.rules[0].actual, 0.6, "3 of 5 ids are first occurrences");
+    assert_eq!(q.rules[1].actual, 1.0, "the two nulls are not a repeat");
+}
+
+#[test]
 fn join_reads_a_parquet_reference_and_types_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("countries.parquet");
