@@ -103,11 +103,9 @@ impl SeenSet {
         Self { shards: Vec::new() }
     }
 
-    /// True when `hash` was not seen before (the row is kept).
+    /// True when `hash` was not seen before (the row is kept). The shards exist:
+    /// [`insert_all`](Self::insert_all) makes them.
     fn insert(&mut self, hash: u128) -> bool {
-        if self.shards.is_empty() {
-            self.shards = vec![Vec::new(); 1 << Self::SHARD_BITS];
-        }
         let shard = &mut self.shards[Self::shard_of(hash)];
         let key = (hash >> (64 - Self::SHARD_BITS)) as u64;
         match shard.binary_search(&key) {
@@ -198,7 +196,8 @@ mod tests {
             7 << 120,
             8 << 64,
         ];
-        let kept: Vec<bool> = hashes.iter().map(|&h| seen.insert(h)).collect();
+        // One at a time, across calls.
+        let kept: Vec<bool> = hashes.iter().map(|&h| seen.insert_all(&[h])[0]).collect();
         assert_eq!(kept, [true, true, false, true, false, false, true]);
         // In one batch, repeats inside the same group of reads count alike.
         assert_eq!(

@@ -196,12 +196,8 @@ impl Quality {
                     rule.passing += height - column.null_count() as u64;
                 }
                 RuleKind::Uniqueness | RuleKind::IsUnique => {
-                    let mut hashes = column_hashes(column).context(|| rule.description.clone())?;
-                    if column.null_count() > 0 {
-                        let valid = column.is_not_null();
-                        let mut valid = valid.iter();
-                        hashes.retain(|_| valid.next() == Some(Some(true)));
-                    }
+                    let hashes =
+                        column_hashes(&column.drop_nulls()).context(|| rule.description.clone())?;
                     let new = rule.seen.insert_all(&hashes);
                     rule.evaluated += new.len() as u64;
                     rule.repeats += new.iter().filter(|&&n| !n).count() as u64;
