@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use polars::prelude::*;
+use polars_arrow::bitmap::{Bitmap, MutableBitmap};
 
 use crate::read::{Field, Record};
 use crate::spec::FieldSpec;
@@ -23,98 +24,206 @@ pub(crate) struct Reject {
     pub reason: String,
 }
 
-#[derive(Debug)]
-enum Cell<'a> {
-    Null,
-    Text(Cow<'a, str>),
-    I64(i64),
-    F64(f64),
-    Bool(bool),
-    I32(i32),
-    I128(i128),
+/// Why one field refused its record.
+enum Refusal {
+    Invalid(String),
+    Missing,
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Self::Invalid(reason)
+    }
+}
+
+/// A primitive column being built: plain values and a validity bit each.
+struct Values<T> {
+    values: Vec<T>,
+    validity: MutableBitmap,
+}
+
+impl<T: Default> Values<T> {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            values: Vec::with_capacity(capacity),
+            validity: MutableBitmap::with_capacity(capacity),
+        }
+    }
+
+    fn push(&mut self, value: T) {
+        self.values.push(value);
+        self.validity.push(true);
+    }
+
+    fn push_null(&mut self) {
+        self.values.push(T::default());
+        self.validity.push(false);
+    }
+
+    fn pop(&mut self) {
+        self.values.pop();
+        self.validity.pop();
+    }
+
+    /// The values so far (validity only if some are null); the builder starts again.
+    fn take(&mut self, capacity: usize) -> (Vec<T>, Option<Bitmap>) {
+        let fresh = Self::with_capacity(capacity);
+        let Self { values, validity } = std::mem::replace(self, fresh);
+        let validity = (validity.unset_bits() > 0).then(|| validity.freeze());
+        (values, validity)
+    }
 }
 
 enum Builder {
+    /// Text is appended once the whole record is accepted: string builders cannot pop.
     Text(StringChunkedBuilder),
-    I64(Vec<Option<i64>>),
-    F64(Vec<Option<f64>>),
-    Bool(Vec<Option<bool>>),
-    Date(Vec<Option<i32>>),
-    Timestamp(Vec<Option<i64>>),
-    Decimal(Vec<Option<i128>>, u8, u8),
+    I64(Values<i64>),
+    F64(Values<f64>),
+    Bool(Values<bool>),
+    Date(Values<i32>),
+    Timestamp(Values<i64>),
+    Decimal(Values<i128>, u8, u8),
 }
 
 impl Builder {
     fn new(ty: ColumnType, name: &str, capacity: usize) -> Self {
         match ty {
             ColumnType::String => Self::Text(StringChunkedBuilder::new(name.into(), capacity)),
-            ColumnType::Bigint => Self::I64(Vec::with_capacity(capacity)),
-            ColumnType::Double => Self::F64(Vec::with_capacity(capacity)),
-            ColumnType::Boolean => Self::Bool(Vec::with_capacity(capacity)),
-            ColumnType::Date => Self::Date(Vec::with_capacity(capacity)),
-            ColumnType::Timestamp => Self::Timestamp(Vec::with_capacity(capacity)),
+            ColumnType::Bigint => Self::I64(Values::with_capacity(capacity)),
+            ColumnType::Double => Self::F64(Values::with_capacity(capacity)),
+            ColumnType::Boolean => Self::Bool(Values::with_capacity(capacity)),
+            ColumnType::Date => Self::Date(Values::with_capacity(capacity)),
+            ColumnType::Timestamp => Self::Timestamp(Values::with_capacity(capacity)),
             ColumnType::Decimal { precision, scale } => {
-                Self::Decimal(Vec::with_capacity(capacity), precision, scale)
+                Self::Decimal(Values::with_capacity(capacity), precision, scale)
             }
         }
     }
 
-    /// Appends a cell of the builder's own type (the typer guarantees it).
-    fn push(&mut self, cell: Cell<'_>) {
-        match (self, cell) {
-            (Self::Text(b), Cell::Text(s)) => b.append_value(s.as_ref()),
-            (Self::Text(b), _) => b.append_null(),
-            (Self::I64(v), Cell::I64(x)) | (Self::Timestamp(v), Cell::I64(x)) => v.push(Some(x)),
-            (Self::F64(v), Cell::F64(x)) => v.push(Some(x)),
-            (Self::Bool(v), Cell::Bool(x)) => v.push(Some(x)),
-            (Self::Date(v), Cell::I32(x)) => v.push(Some(x)),
-            (Self::Decimal(v, _, _), Cell::I128(x)) => v.push(Some(x)),
-            (Self::I64(v) | Self::Timestamp(v), _) => v.push(None),
-            (Self::F64(v), _) => v.push(None),
-            (Self::Bool(v), _) => v.push(None),
-            (Self::Date(v), _) => v.push(None),
-            (Self::Decimal(v, _, _), _) => v.push(None),
+    /// Types `text` and appends it, or stages it when the column is text.
+    fn push_text<'a>(
+        &mut self,
+        f: &FieldSpec,
+        text: &'a str,
+        staged: &mut Vec<Option<Cow<'a, str>>>,
+    ) -> Result<(), String> {
+        let fmt = f.format.as_deref();
+        match self {
+            Self::Text(_) => staged.push(Some(Cow::Borrowed(text))),
+            Self::I64(v) => v.push(types::parse_bigint(text)?),
+            Self::F64(v) => v.push(types::parse_double(text)?),
+            Self::Bool(v) => v.push(types::parse_boolean(text)?),
+            Self::Date(v) => v.push(types::parse_date(text, fmt)?),
+            Self::Timestamp(v) => v.push(types::parse_timestamp(text, fmt)?),
+            Self::Decimal(v, precision, scale) => {
+                v.push(types::parse_decimal(text, *precision, *scale)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Types a JSON number, boolean, array or object by the column's type.
+    fn push_json<'a>(
+        &mut self,
+        f: &FieldSpec,
+        value: &'a serde_json::Value,
+        staged: &mut Vec<Option<Cow<'a, str>>>,
+    ) -> Result<(), String> {
+        use serde_json::Value;
+        match (self, value) {
+            (Self::Text(_), Value::String(s)) => staged.push(Some(Cow::Borrowed(s))),
+            // Numbers, booleans, arrays and objects kept as their JSON text.
+            (Self::Text(_), other) => staged.push(Some(Cow::Owned(other.to_string()))),
+            (Self::I64(v), Value::Number(n)) => {
+                v.push(
+                    n.as_i64()
+                        .ok_or_else(|| format!("{n} is not a valid bigint"))?,
+                );
+            }
+            (Self::F64(v), Value::Number(n)) => v.push(
+                n.as_f64()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| format!("{n} is not a valid double"))?,
+            ),
+            (Self::Decimal(v, precision, scale), Value::Number(n)) => {
+                v.push(types::parse_decimal(&n.to_string(), *precision, *scale)?);
+            }
+            (Self::Bool(v), Value::Bool(b)) => v.push(*b),
+            (_, other) => {
+                return Err(format!(
+                    "{} is not a valid {}",
+                    types::truncate(&other.to_string()),
+                    f.ty
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn push_null<'a>(&mut self, staged: &mut Vec<Option<Cow<'a, str>>>) {
+        match self {
+            Self::Text(_) => staged.push(None),
+            Self::I64(v) | Self::Timestamp(v) => v.push_null(),
+            Self::F64(v) => v.push_null(),
+            Self::Bool(v) => v.push_null(),
+            Self::Date(v) => v.push_null(),
+            Self::Decimal(v, _, _) => v.push_null(),
         }
     }
 
-    fn finish(self, name: &str, capacity: usize) -> (Column, Self) {
+    /// Takes back this record's value (text was only staged).
+    fn pop(&mut self) {
+        match self {
+            Self::Text(_) => {}
+            Self::I64(v) | Self::Timestamp(v) => v.pop(),
+            Self::F64(v) => v.pop(),
+            Self::Bool(v) => v.pop(),
+            Self::Date(v) => v.pop(),
+            Self::Decimal(v, _, _) => v.pop(),
+        }
+    }
+
+    /// The column so far; the builder starts a new one.
+    fn finish(&mut self, name: &str, capacity: usize) -> Column {
         let name: PlSmallStr = name.into();
         match self {
-            Self::Text(mut b) => {
-                let fresh = StringChunkedBuilder::new(name.clone(), capacity);
-                let ca = std::mem::replace(&mut b, fresh).finish();
-                (ca.into_series().into_column(), Self::Text(b))
+            Self::Text(b) => {
+                let fresh = StringChunkedBuilder::new(name, capacity);
+                std::mem::replace(b, fresh).finish().into_column()
             }
-            Self::I64(v) => (
-                Int64Chunked::from_iter_options(name, v.into_iter()).into_column(),
-                Self::I64(Vec::with_capacity(capacity)),
-            ),
-            Self::F64(v) => (
-                Float64Chunked::from_iter_options(name, v.into_iter()).into_column(),
-                Self::F64(Vec::with_capacity(capacity)),
-            ),
-            Self::Bool(v) => (
-                BooleanChunked::from_iter_options(name, v.into_iter()).into_column(),
-                Self::Bool(Vec::with_capacity(capacity)),
-            ),
-            Self::Date(v) => (
-                Int32Chunked::from_iter_options(name, v.into_iter())
+            Self::I64(v) => {
+                let (values, validity) = v.take(capacity);
+                Int64Chunked::from_vec_validity(name, values, validity).into_column()
+            }
+            Self::F64(v) => {
+                let (values, validity) = v.take(capacity);
+                Float64Chunked::from_vec_validity(name, values, validity).into_column()
+            }
+            Self::Bool(v) => {
+                let (values, validity) = v.take(capacity);
+                let valid = |i| validity.as_ref().is_none_or(|b| b.get_bit(i));
+                let values = values.into_iter().enumerate();
+                BooleanChunked::from_iter_options(name, values.map(|(i, x)| valid(i).then_some(x)))
+                    .into_column()
+            }
+            Self::Date(v) => {
+                let (values, validity) = v.take(capacity);
+                Int32Chunked::from_vec_validity(name, values, validity)
                     .into_date()
-                    .into_column(),
-                Self::Date(Vec::with_capacity(capacity)),
-            ),
-            Self::Timestamp(v) => (
-                Int64Chunked::from_iter_options(name, v.into_iter())
+                    .into_column()
+            }
+            Self::Timestamp(v) => {
+                let (values, validity) = v.take(capacity);
+                Int64Chunked::from_vec_validity(name, values, validity)
                     .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-                    .into_column(),
-                Self::Timestamp(Vec::with_capacity(capacity)),
-            ),
-            Self::Decimal(v, p, s) => (
-                Int128Chunked::from_iter_options(name, v.into_iter())
-                    .into_decimal_unchecked(usize::from(p), usize::from(s))
-                    .into_column(),
-                Self::Decimal(Vec::with_capacity(capacity), p, s),
-            ),
+                    .into_column()
+            }
+            Self::Decimal(v, p, s) => {
+                let (values, validity) = v.take(capacity);
+                Int128Chunked::from_vec_validity(name, values, validity)
+                    .into_decimal_unchecked(usize::from(*p), usize::from(*s))
+                    .into_column()
+            }
         }
     }
 }
@@ -127,9 +236,9 @@ pub(crate) struct Typer {
     builders: Vec<Builder>,
     lines: Vec<u64>,
     capacity: usize,
-    /// The cells of the record being typed, kept between records so that typing one
-    /// allocates nothing.
-    cells: Vec<Cell<'static>>,
+    /// The text fields of the record being typed, kept between records so that typing
+    /// one allocates nothing.
+    staged: Vec<Option<Cow<'static, str>>>,
 }
 
 impl Typer {
@@ -143,7 +252,7 @@ impl Typer {
                 .collect(),
             lines: Vec::with_capacity(capacity),
             capacity,
-            cells: Vec::with_capacity(schema.len()),
+            staged: Vec::with_capacity(schema.len()),
         }
     }
 
@@ -156,46 +265,44 @@ impl Typer {
         self.schema.len()
     }
 
-    /// Types one record: appended whole, or refused whole.
+    /// Types one record: appended whole, or refused whole. Typed values are appended as
+    /// they parse and taken back if a later field refuses the record.
     pub fn push(&mut self, line: u64, record: &dyn Record) -> Result<(), Reject> {
-        let mut cells = reuse(std::mem::take(&mut self.cells));
+        let mut staged = reuse(std::mem::take(&mut self.staged));
         for (i, f) in self.schema.iter().enumerate() {
-            let field = record.field(i).map_err(|reason| Reject {
-                code: format!("invalid_value:{}", f.name),
-                reason: format!("field '{}': {reason}", f.name),
-            })?;
-            let cell = self.type_field(f, field).map_err(|reason| Reject {
-                code: format!("invalid_value:{}", f.name),
-                reason: format!("field '{}': {reason}", f.name),
-            })?;
-            if f.required && matches!(cell, Cell::Null) {
-                return Err(Reject {
-                    code: format!("missing_required:{}", f.name),
-                    reason: format!("field '{}' is required but empty", f.name),
+            let builder = &mut self.builders[i];
+            let appended = match record.field(i) {
+                Err(reason) => Err(Refusal::Invalid(reason)),
+                Ok(field) => append(builder, f, field, &self.null_values, &mut staged),
+            };
+            if let Err(refusal) = appended {
+                self.builders[..i].iter_mut().for_each(Builder::pop);
+                self.staged = reuse(staged);
+                return Err(match refusal {
+                    Refusal::Invalid(reason) => Reject {
+                        code: format!("invalid_value:{}", f.name),
+                        reason: format!("field '{}': {reason}", f.name),
+                    },
+                    Refusal::Missing => Reject {
+                        code: format!("missing_required:{}", f.name),
+                        reason: format!("field '{}' is required but empty", f.name),
+                    },
                 });
             }
-            cells.push(cell);
         }
-        for (b, c) in self.builders.iter_mut().zip(cells.drain(..)) {
-            b.push(c);
+        let mut texts = staged.drain(..);
+        for b in &mut self.builders {
+            if let Builder::Text(b) = b {
+                match texts.next().flatten() {
+                    Some(text) => b.append_value(text.as_ref()),
+                    None => b.append_null(),
+                }
+            }
         }
-        self.cells = reuse(cells);
+        drop(texts);
+        self.staged = reuse(staged);
         self.lines.push(line);
         Ok(())
-    }
-
-    fn type_field<'a>(&self, f: &FieldSpec, field: Field<'a>) -> Result<Cell<'a>, String> {
-        let text = match field {
-            Field::Absent => return Ok(Cell::Null),
-            Field::Text(t) => {
-                if t.is_empty() || self.null_values.iter().any(|n| n == t) {
-                    return Ok(Cell::Null);
-                }
-                t
-            }
-            Field::Json(v) => return type_json(f, v),
-        };
-        type_text(f, text)
     }
 
     /// The typed batch so far, with its line column first; the typer starts a new one.
@@ -204,63 +311,42 @@ impl Typer {
         let mut columns = Vec::with_capacity(self.schema.len() + 1);
         let lines = std::mem::replace(&mut self.lines, Vec::with_capacity(self.capacity));
         columns.push(UInt64Chunked::from_vec(LINE_COLUMN.into(), lines).into_column());
-        let builders = std::mem::take(&mut self.builders);
-        for (b, f) in builders.into_iter().zip(&self.schema) {
-            let (column, fresh) = b.finish(&f.name, self.capacity);
-            columns.push(column);
-            self.builders.push(fresh);
+        for (b, f) in self.builders.iter_mut().zip(&self.schema) {
+            columns.push(b.finish(&f.name, self.capacity));
         }
         DataFrame::new(height, columns)
     }
 }
 
-/// An emptied vector of cells with another lifetime, in the same allocation: collecting a
-/// vector's own iterator into a vector of a same-sized type reuses its buffer.
-fn reuse<'b>(mut cells: Vec<Cell<'_>>) -> Vec<Cell<'b>> {
-    cells.clear();
-    cells.into_iter().map(|_| Cell::Null).collect()
-}
-
-fn type_text<'a>(f: &FieldSpec, text: &'a str) -> Result<Cell<'a>, String> {
-    let fmt = f.format.as_deref();
-    Ok(match f.ty {
-        ColumnType::String => Cell::Text(Cow::Borrowed(text)),
-        ColumnType::Bigint => Cell::I64(types::parse_bigint(text)?),
-        ColumnType::Double => Cell::F64(types::parse_double(text)?),
-        ColumnType::Boolean => Cell::Bool(types::parse_boolean(text)?),
-        ColumnType::Date => Cell::I32(types::parse_date(text, fmt)?),
-        ColumnType::Timestamp => Cell::I64(types::parse_timestamp(text, fmt)?),
-        ColumnType::Decimal { precision, scale } => {
-            Cell::I128(types::parse_decimal(text, precision, scale)?)
+/// Types one field into its builder (text is staged).
+fn append<'a>(
+    builder: &mut Builder,
+    f: &FieldSpec,
+    field: Field<'a>,
+    null_values: &[String],
+    staged: &mut Vec<Option<Cow<'a, str>>>,
+) -> Result<(), Refusal> {
+    let text = match field {
+        Field::Absent => None,
+        Field::Text(t) if t.is_empty() || null_values.iter().any(|n| n == t) => None,
+        Field::Text(t) => Some(t),
+        Field::Json(v) => return Ok(builder.push_json(f, v, staged)?),
+    };
+    match text {
+        Some(text) => Ok(builder.push_text(f, text, staged)?),
+        None if f.required => Err(Refusal::Missing),
+        None => {
+            builder.push_null(staged);
+            Ok(())
         }
-    })
-}
-
-fn type_json<'a>(f: &FieldSpec, v: &'a serde_json::Value) -> Result<Cell<'a>, String> {
-    use serde_json::Value;
-    match (f.ty, v) {
-        (ColumnType::String, Value::String(s)) => Ok(Cell::Text(Cow::Borrowed(s))),
-        // Numbers, booleans, arrays and objects kept as their JSON text.
-        (ColumnType::String, other) => Ok(Cell::Text(Cow::Owned(other.to_string()))),
-        (ColumnType::Bigint, Value::Number(n)) => n
-            .as_i64()
-            .map(Cell::I64)
-            .ok_or_else(|| format!("{n} is not a valid bigint")),
-        (ColumnType::Double, Value::Number(n)) => n
-            .as_f64()
-            .filter(|x| x.is_finite())
-            .map(Cell::F64)
-            .ok_or_else(|| format!("{n} is not a valid double")),
-        (ColumnType::Decimal { precision, scale }, Value::Number(n)) => {
-            types::parse_decimal(&n.to_string(), precision, scale).map(Cell::I128)
-        }
-        (ColumnType::Boolean, Value::Bool(b)) => Ok(Cell::Bool(*b)),
-        (_, other) => Err(format!(
-            "{} is not a valid {}",
-            types::truncate(&other.to_string()),
-            f.ty
-        )),
     }
+}
+
+/// An emptied vector with another lifetime, in the same allocation: collecting a vector's
+/// own iterator into a vector of a same-sized type reuses its buffer.
+fn reuse<'b>(mut staged: Vec<Option<Cow<'_, str>>>) -> Vec<Option<Cow<'b, str>>> {
+    staged.clear();
+    staged.into_iter().map(|_| None).collect()
 }
 
 #[cfg(test)]
@@ -355,25 +441,74 @@ mod tests {
 
     #[test]
     fn json_values_type_by_schema() {
-        let f = |ty: &str| FieldSpec {
-            name: "c".into(),
-            ty: ty.parse().unwrap(),
-            required: false,
-            format: None,
-        };
+        struct Json<'a>(&'a serde_json::Value);
+        impl Record for Json<'_> {
+            fn field(&self, _: usize) -> Result<Field<'_>, String> {
+                Ok(Field::Json(self.0))
+            }
+        }
+        /// The one column typed from `v`, or the reason it was refused.
+        fn typed(ty: &str, v: &serde_json::Value) -> Result<Column, String> {
+            let f = FieldSpec {
+                name: "c".into(),
+                ty: ty.parse().unwrap(),
+                required: false,
+                format: None,
+            };
+            let mut t = Typer::new(&[f], &[], 1);
+            t.push(1, &Json(v)).map_err(|r| r.reason)?;
+            Ok(t.finish().unwrap().column("c").unwrap().clone())
+        }
         let v: serde_json::Value = serde_json::json!({"n": 3, "x": 1.5, "o": {"a": 1}, "b": true});
-        assert!(matches!(type_json(&f("bigint"), &v["n"]), Ok(Cell::I64(3))));
-        assert!(type_json(&f("bigint"), &v["x"]).is_err());
-        assert!(matches!(type_json(&f("double"), &v["n"]), Ok(Cell::F64(_))));
-        assert!(matches!(type_json(&f("string"), &v["o"]), Ok(Cell::Text(s)) if s == "{\"a\":1}"));
-        assert!(matches!(
-            type_json(&f("boolean"), &v["b"]),
-            Ok(Cell::Bool(true))
-        ));
+        let n = typed("bigint", &v["n"]).unwrap();
+        assert_eq!(n.i64().unwrap().get(0), Some(3));
+        assert!(typed("bigint", &v["x"]).is_err());
+        assert_eq!(
+            typed("double", &v["n"]).unwrap().f64().unwrap().get(0),
+            Some(3.0)
+        );
+        let o = typed("string", &v["o"]).unwrap();
+        assert_eq!(o.str().unwrap().get(0), Some("{\"a\":1}"));
+        assert_eq!(
+            typed("boolean", &v["b"]).unwrap().bool().unwrap().get(0),
+            Some(true)
+        );
         assert!(
-            type_json(&f("date"), &v["n"])
+            typed("date", &v["n"])
                 .unwrap_err()
                 .contains("not a valid date")
         );
+    }
+
+    #[test]
+    fn a_refused_record_takes_back_what_it_appended() {
+        // Every type before the refusing field, null and not, must be popped again.
+        let mut t = Typer::new(&schema(), &[], 4);
+        let row = |day: &'static str, score: &'static str| {
+            Row(vec![
+                Some("7"),
+                Some("Ann"),
+                Some("1.50"),
+                Some(day),
+                Some("2024-01-01T00:00:00Z"),
+                Some("no"),
+                Some(score),
+            ])
+        };
+        t.push(2, &row("2024-01-02", "")).unwrap();
+        assert!(t.push(3, &row("", "x")).is_err());
+        t.push(4, &row("2024-01-03", "2.5")).unwrap();
+        let df = t.finish().unwrap();
+        assert_eq!(df.height(), 2);
+        for c in df.columns() {
+            assert_eq!(c.len(), 2, "{}", c.name());
+        }
+        let day = df.column("day").unwrap().cast(&DataType::String).unwrap();
+        let day: Vec<_> = day.str().unwrap().iter().collect();
+        assert_eq!(day, [Some("2024-01-02"), Some("2024-01-03")]);
+        let score: Vec<_> = df.column("score").unwrap().f64().unwrap().iter().collect();
+        assert_eq!(score, [None, Some(2.5)]);
+        let ok: Vec<_> = df.column("ok").unwrap().bool().unwrap().iter().collect();
+        assert_eq!(ok, [Some(false), Some(false)]);
     }
 }
