@@ -3,6 +3,7 @@ use s3_processor::{Clients, Config, handler};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    etl_core::tune_allocator();
     etl_aws::logging::init();
     let config =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;

@@ -50,6 +50,7 @@ pub mod exit {
 }
 
 fn main() -> ExitCode {
+    etl_core::tune_allocator();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => run::run(args),

@@ -6,6 +6,7 @@
 //! [`RunManifest`] whose counts add up: every input row is written, dropped as a
 //! duplicate, or quarantined with its reason.
 
+mod alloc;
 mod batch;
 mod chars;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod types;
 mod validate;
 mod write;
 
+pub use alloc::tune_allocator;
 pub use error::{EtlError, InputError, SpecError};
 pub use manifest::{Counts, RunManifest, RunStatus, SchemaColumn};
 pub use pipeline::{DEFAULT_BATCH_SIZE, Pipeline, RunOptions, source_id};
