@@ -1,5 +1,6 @@
 """The customers transform (infra/pipelines/customers.yaml) written idiomatically in each
-peer engine, for tests/bench/run.sh. Each writes hive-partitioned zstd Parquet and prints
+peer engine, for tests/bench/run.sh. Each writes hive-partitioned Parquet at zstd level 3
+(the engine's level, and zstd's, polars' and DuckDB's default; pyarrow's is 1) and prints
 {"rows_out": N}. Semantics match the Rust engine on `etl generate` data: unparseable
 purchase amounts rejected, exact duplicates dropped, name/amount filled, negative amounts
 and emails without '@' dropped, rows without an id or with an invalid email dropped.
@@ -13,6 +14,7 @@ import sys
 
 EMAIL = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 CLEAN = r"[^A-Za-z0-9 ]"
+ZSTD_LEVEL = 3
 
 
 def run_pandas(src: str, out: str, threads: int) -> int:
@@ -34,7 +36,13 @@ def run_pandas(src: str, out: str, threads: int) -> int:
     df["clean_description"] = df["description"].str.replace(CLEAN, "", regex=True)
     df["processed_at"] = pd.Timestamp.now(tz="UTC")
     df = df[df["customer_id"].notna() & df["email"].str.fullmatch(EMAIL)]
-    df.to_parquet(out, partition_cols=["country", "customer_segment"], compression="zstd", index=False)
+    df.to_parquet(
+        out,
+        partition_cols=["country", "customer_segment"],
+        compression="zstd",
+        compression_level=ZSTD_LEVEL,
+        index=False,
+    )
     return len(df)
 
 
@@ -71,7 +79,9 @@ def run_polars(src: str, out: str, threads: int) -> int:
         )
         .filter(pl.col("customer_id").is_not_null() & pl.col("email").str.contains(f"^(?:{EMAIL})$"))
     )
-    df.write_parquet(out, partition_by=["country", "customer_segment"], compression="zstd")
+    df.write_parquet(
+        out, partition_by=["country", "customer_segment"], compression="zstd", compression_level=ZSTD_LEVEL
+    )
     return df.height
 
 
@@ -109,7 +119,7 @@ def run_duckdb(src: str, out: str, threads: int) -> int:
     )
     con.execute(
         f"COPY clean TO '{out}' (FORMAT parquet, PARTITION_BY (country, customer_segment), "
-        "COMPRESSION zstd, OVERWRITE_OR_IGNORE true)"
+        f"COMPRESSION zstd, COMPRESSION_LEVEL {ZSTD_LEVEL}, OVERWRITE_OR_IGNORE true)"
     )
     return con.execute("SELECT count(*) FROM clean").fetchone()[0]
 
