@@ -8,6 +8,9 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use polars_arrow::array::{Array, Utf8ViewArray, View};
+use polars_arrow::bitmap::{Bitmap, MutableBitmap};
+use polars_arrow::datatypes::ArrowDataType;
 use polars_io::parquet::write::{
     BatchedWriter, ParquetCompression, ParquetWriter, StatisticsOptions,
 };
@@ -111,23 +114,9 @@ impl PartitionedWriter {
         if df.height() == 0 {
             return Ok(());
         }
-        let parts = if self.partition_by.is_empty() {
-            vec![df]
-        } else {
-            df.partition_by_stable(self.partition_by.iter().map(String::as_str), true)
-                .context(|| "partitioning output".to_string())?
-        };
-        for part in parts {
-            let values = self
-                .partition_by
-                .iter()
-                .map(|p| partition_value(&part, p))
-                .collect::<PolarsResult<Vec<_>>>()
-                .context(|| "reading partition values".to_string())?;
-            let data = part
-                .select(self.files.schema.iter_names().cloned())
-                .and_then(compact_strings)
-                .context(|| "selecting output columns".to_string())?;
+        let parts = split(&df, &self.partition_by, &self.files.schema)
+            .context(|| "partitioning output".to_string())?;
+        for (values, data) in parts {
             if !self.partitions.contains_key(&values) {
                 if self.partitions.len() >= MAX_PARTITIONS {
                     return Err(crate::error::SpecError::at(
@@ -311,39 +300,165 @@ fn open_writer(
         .context(|| format!("starting {}", path.display()))
 }
 
-/// Copies string values out of the batch's shared buffers. A partition's rows are a gather
-/// of the batch, and gathered strings keep the whole batch's buffers alive: a small
-/// partition buffered across many batches would pin all of them.
-fn compact_strings(df: DataFrame) -> PolarsResult<DataFrame> {
+/// Splits a batch into its partitions' rows of the output columns, in input order, with
+/// each partition's values as path text.
+///
+/// Strings are copied out of the batch into each part's own buffer: gathered views would
+/// keep the whole batch's buffers alive, and a small partition buffered across many batches
+/// would pin all of them. One pass over the batch in row order scatters them, so the
+/// batch's bytes are read sequentially rather than once per partition.
+fn split(
+    df: &DataFrame,
+    keys: &[String],
+    schema: &Schema,
+) -> PolarsResult<Vec<(Vec<String>, DataFrame)>> {
     let height = df.height();
-    let columns = df
-        .columns()
+    let (firsts, groups): (Vec<IdxSize>, Vec<Vec<IdxSize>>) = if keys.is_empty() {
+        (vec![0], Vec::new())
+    } else {
+        match df.group_by_stable(keys)?.get_groups().as_ref() {
+            GroupsType::Idx(idx) => (
+                idx.first().to_vec(),
+                idx.all().iter().map(|g| g.to_vec()).collect(),
+            ),
+            GroupsType::Slice { groups, .. } => (
+                groups.iter().map(|[first, _]| *first).collect(),
+                groups
+                    .iter()
+                    .map(|&[first, len]| (first..first + len).collect())
+                    .collect(),
+            ),
+        }
+    };
+    let values = firsts
         .iter()
-        .cloned()
-        .map(|c| match c.dtype() {
-            DataType::String => {
-                let ca = c.str()?;
-                let compacted = StringChunked::from_chunk_iter(
-                    ca.name().clone(),
-                    ca.downcast_iter().map(|arr| arr.clone().gc()),
-                );
-                Ok(compacted.into_column())
-            }
-            _ => Ok(c),
+        .map(|&row| {
+            keys.iter()
+                .map(|k| partition_value(df.column(k)?, row as usize))
+                .collect::<PolarsResult<Vec<_>>>()
         })
         .collect::<PolarsResult<Vec<_>>>()?;
-    DataFrame::new(height, columns)
+    // One part (no partition keys, or a batch of one partition): its columns are the batch's.
+    let whole = groups.len() <= 1;
+    let lens: Vec<usize> = if whole {
+        vec![height]
+    } else {
+        groups.iter().map(Vec::len).collect()
+    };
+    let mut part_of = vec![0u32; height];
+    if !whole {
+        for (p, rows) in groups.iter().enumerate() {
+            for &r in rows {
+                part_of[r as usize] = p as u32;
+            }
+        }
+    }
+    let mut columns: Vec<Vec<Column>> = lens
+        .iter()
+        .map(|_| Vec::with_capacity(schema.len()))
+        .collect();
+    for name in schema.iter_names() {
+        let c = df.column(name)?;
+        if c.dtype() == &DataType::String {
+            let ca = c.str()?.rechunk();
+            let arr = ca.downcast_iter().next().expect("rechunked into one chunk");
+            for (part, arr) in columns
+                .iter_mut()
+                .zip(scatter_strings(arr, &part_of, &lens)?)
+            {
+                part.push(StringChunked::with_chunk(name.clone(), arr).into_column());
+            }
+        } else if whole {
+            columns[0].push(c.clone());
+        } else {
+            for (part, rows) in columns.iter_mut().zip(&groups) {
+                part.push(c.take_slice(rows)?);
+            }
+        }
+    }
+    values
+        .into_iter()
+        .zip(columns)
+        .zip(lens)
+        .map(|((v, cols), len)| Ok((v, DataFrame::new(len, cols)?)))
+        .collect()
+}
+
+/// Copies a string column's rows into one array per part (`part_of[row]`, `lens[part]`
+/// rows), each with one buffer of exactly its strings longer than a view's inline 12 bytes.
+fn scatter_strings(
+    arr: &Utf8ViewArray,
+    part_of: &[u32],
+    lens: &[usize],
+) -> PolarsResult<Vec<Utf8ViewArray>> {
+    let is_long = |v: &View| v.length > View::MAX_INLINE_SIZE;
+    let mut bytes = vec![0usize; lens.len()];
+    for (v, &p) in arr.views().iter().zip(part_of) {
+        if is_long(v) {
+            bytes[p as usize] += v.length as usize;
+        }
+    }
+    if bytes.iter().any(|&b| u32::try_from(b).is_err()) {
+        // Offsets into a buffer are u32.
+        polars_bail!(ComputeError: "over 4 GiB of strings for one partition in one batch: lower the batch size");
+    }
+    let mut views: Vec<Vec<View>> = lens.iter().map(|&n| Vec::with_capacity(n)).collect();
+    let mut data: Vec<Vec<u8>> = bytes.iter().map(|&n| Vec::with_capacity(n)).collect();
+    let buffers = arr.data_buffers();
+    for (v, &p) in arr.views().iter().zip(part_of) {
+        let mut v = *v;
+        let p = p as usize;
+        if is_long(&v) {
+            let (buffer, start) = (v.buffer_idx as usize, v.offset as usize);
+            v.buffer_idx = 0;
+            v.offset = data[p].len() as u32;
+            data[p].extend_from_slice(&buffers[buffer][start..start + v.length as usize]);
+        }
+        views[p].push(v);
+    }
+    let mut validity: Vec<Option<Bitmap>> = vec![None; lens.len()];
+    if let Some(bits) = arr.validity().filter(|b| b.unset_bits() > 0) {
+        let mut parts: Vec<MutableBitmap> = lens
+            .iter()
+            .map(|&n| MutableBitmap::with_capacity(n))
+            .collect();
+        for (valid, &p) in bits.iter().zip(part_of) {
+            parts[p as usize].push(valid);
+        }
+        validity = parts.into_iter().map(|b| Some(b.freeze())).collect();
+    }
+    Ok(views
+        .into_iter()
+        .zip(data)
+        .zip(validity)
+        .zip(bytes)
+        .map(|(((views, data), validity), total)| {
+            // SAFETY: each long view keeps its length and prefix and points at a copy of the
+            // same (valid UTF-8) bytes in its part's one buffer; inline views are unchanged;
+            // the validity has one bit per view.
+            #[allow(unsafe_code)]
+            unsafe {
+                Utf8ViewArray::new_unchecked(
+                    ArrowDataType::Utf8View,
+                    views.into(),
+                    vec![data.into()].into(),
+                    validity,
+                    None,
+                    total,
+                )
+            }
+        })
+        .collect())
 }
 
 /// A partition value as its path text. Partitions hold one value each.
-fn partition_value(df: &DataFrame, column: &str) -> PolarsResult<String> {
-    let c = df.column(column)?;
-    Ok(match c.get(0)? {
+fn partition_value(c: &Column, row: usize) -> PolarsResult<String> {
+    Ok(match c.get(row)? {
         AnyValue::Null => NULL_PARTITION.to_string(),
         AnyValue::String(s) => s.to_string(),
         AnyValue::StringOwned(s) => s.to_string(),
         other => {
-            let as_text = c.slice(0, 1).cast(&DataType::String)?;
+            let as_text = c.slice(row as i64, 1).cast(&DataType::String)?;
             as_text
                 .str()?
                 .get(0)
@@ -590,5 +705,99 @@ mod tests {
         assert_eq!(escape_path("a/b=c"), "a%2Fb%3Dc");
         assert_eq!(escape_path("100%"), "100%25");
         assert_eq!(escape_path("São Paulo"), "São Paulo");
+    }
+
+    fn long(i: usize) -> String {
+        format!("a value longer than twelve bytes, number {i}")
+    }
+
+    #[test]
+    fn scattered_strings_own_exactly_their_bytes() {
+        let values: Vec<Option<String>> = (0..3000)
+            .map(|i| match i % 3 {
+                0 => Some(long(i)),
+                1 => Some(format!("short {}", i % 100)),
+                _ => None,
+            })
+            .collect();
+        let ca = StringChunked::new("s".into(), &values);
+        let arr = ca.downcast_iter().next().unwrap();
+        let part_of: Vec<u32> = (0..3000).map(|i| (i / 7 % 4) as u32).collect();
+        let lens: Vec<usize> = (0..4)
+            .map(|p| part_of.iter().filter(|&&q| q == p).count())
+            .collect();
+
+        let parts = scatter_strings(arr, &part_of, &lens).unwrap();
+        assert_eq!(parts.len(), 4);
+        for (p, part) in parts.iter().enumerate() {
+            let want: Vec<Option<&str>> = (0..3000)
+                .filter(|&r| part_of[r] == p as u32)
+                .map(|r| values[r].as_deref())
+                .collect();
+            let got: Vec<Option<&str>> = part.iter().collect();
+            assert_eq!(got, want, "part {p}");
+            let long_bytes: usize = want
+                .iter()
+                .flatten()
+                .map(|v| v.len())
+                .filter(|&n| n > 12)
+                .sum();
+            assert_eq!(part.data_buffers().len(), 1, "part {p}");
+            assert_eq!(part.total_buffer_len(), long_bytes, "part {p}");
+        }
+    }
+
+    #[test]
+    fn split_gives_each_partition_its_rows_in_input_order() {
+        let keys = [Some("US"), None, Some("DE"), Some("US"), None, Some("US")];
+        let df = df!(
+            "country" => keys,
+            "id" => [1i64, 2, 3, 4, 5, 6],
+            "text" => (0..6).map(long).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let schema = Schema::from_iter([
+            Field::new("id".into(), DataType::Int64),
+            Field::new("text".into(), DataType::String),
+        ]);
+
+        let parts = split(&df, &["country".to_string()], &schema).unwrap();
+        let got: Vec<(Vec<String>, Vec<i64>, Vec<String>)> = parts
+            .iter()
+            .map(|(values, part)| {
+                assert_eq!(part.get_column_names(), ["id", "text"]);
+                let ids = part.column("id").unwrap().i64().unwrap();
+                let texts = part.column("text").unwrap().str().unwrap();
+                (
+                    values.clone(),
+                    ids.into_no_null_iter().collect(),
+                    texts.iter().map(|t| t.unwrap().to_string()).collect(),
+                )
+            })
+            .collect();
+        let row = |ids: &[i64]| -> (Vec<i64>, Vec<String>) {
+            (
+                ids.to_vec(),
+                ids.iter().map(|&i| long(i as usize - 1)).collect(),
+            )
+        };
+        let part = |value: &str, ids: &[i64]| {
+            let (ids, texts) = row(ids);
+            (vec![value.to_string()], ids, texts)
+        };
+        assert_eq!(
+            got,
+            [
+                part("US", &[1, 4, 6]),
+                part(NULL_PARTITION, &[2, 5]),
+                part("DE", &[3])
+            ]
+        );
+
+        // No partition keys: one part, the whole batch.
+        let whole = split(&df, &[], &schema).unwrap();
+        assert_eq!(whole.len(), 1);
+        assert!(whole[0].0.is_empty());
+        assert_eq!(whole[0].1, df.select(["id", "text"]).unwrap());
     }
 }
