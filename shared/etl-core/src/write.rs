@@ -313,38 +313,29 @@ fn split(
     schema: &Schema,
 ) -> PolarsResult<Vec<(Vec<String>, DataFrame)>> {
     let height = df.height();
-    let (firsts, groups): (Vec<IdxSize>, Vec<Vec<IdxSize>>) = if keys.is_empty() {
-        (vec![0], Vec::new())
+    // Each part's rows; without keys, the whole batch is one part.
+    let groups: Vec<Vec<IdxSize>> = if keys.is_empty() {
+        vec![(0..height as IdxSize).collect()]
     } else {
         match df.group_by_stable(keys)?.get_groups().as_ref() {
-            GroupsType::Idx(idx) => (
-                idx.first().to_vec(),
-                idx.all().iter().map(|g| g.to_vec()).collect(),
-            ),
-            GroupsType::Slice { groups, .. } => (
-                groups.iter().map(|[first, _]| *first).collect(),
-                groups
-                    .iter()
-                    .map(|&[first, len]| (first..first + len).collect())
-                    .collect(),
-            ),
+            GroupsType::Idx(idx) => idx.all().iter().map(|g| g.to_vec()).collect(),
+            GroupsType::Slice { groups, .. } => groups
+                .iter()
+                .map(|&[first, len]| (first..first + len).collect())
+                .collect(),
         }
     };
-    let values = firsts
+    let values = groups
         .iter()
-        .map(|&row| {
+        .map(|rows| {
             keys.iter()
-                .map(|k| partition_value(df.column(k)?, row as usize))
+                .map(|k| partition_value(df.column(k)?, rows[0] as usize))
                 .collect::<PolarsResult<Vec<_>>>()
         })
         .collect::<PolarsResult<Vec<_>>>()?;
+    let lens: Vec<usize> = groups.iter().map(Vec::len).collect();
     // One part (no partition keys, or a batch of one partition): its columns are the batch's.
-    let whole = groups.len() <= 1;
-    let lens: Vec<usize> = if whole {
-        vec![height]
-    } else {
-        groups.iter().map(Vec::len).collect()
-    };
+    let whole = groups.len() == 1;
     let mut part_of = vec![0u32; height];
     if !whole {
         for (p, rows) in groups.iter().enumerate() {
@@ -775,15 +766,9 @@ mod tests {
                 )
             })
             .collect();
-        let row = |ids: &[i64]| -> (Vec<i64>, Vec<String>) {
-            (
-                ids.to_vec(),
-                ids.iter().map(|&i| long(i as usize - 1)).collect(),
-            )
-        };
         let part = |value: &str, ids: &[i64]| {
-            let (ids, texts) = row(ids);
-            (vec![value.to_string()], ids, texts)
+            let texts = ids.iter().map(|&i| long(i as usize - 1)).collect();
+            (vec![value.to_string()], ids.to_vec(), texts)
         };
         assert_eq!(
             got,
