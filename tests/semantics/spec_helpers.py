@@ -29,7 +29,7 @@ from pathlib import Path
 
 import duckdb
 
-from engine import REPO, etl_binary, family, same_value, show
+from engine import REPO, etl_binary, family, same_value, show, to_duckdb
 
 SEED = int(os.environ.get("SPEC_SEED", "20261202"))
 FINDINGS = REPO / "build" / "spec-findings.md"
@@ -57,6 +57,7 @@ class Case:
     partition_by: list[str]
     min_score: float | None = None
     references: dict[str, str] = field(default_factory=dict)  # file name -> CSV text
+    gen: str = ""  # the generator's name when not the spec's
 
     def col(self, name: str) -> Col:
         return next(c for c in self.columns if c.name == name)
@@ -215,6 +216,64 @@ EVENTS = Case(
 )
 
 
+# Expressions over the orders data: text functions on Unicode, division and modulo, casts
+# to text, dates, LIKE/ILIKE, NaN in a CASE. Only names DuckDB spells otherwise are
+# translated (engine.to_duckdb).
+EXPRS = Case(
+    name="exprs",
+    gen="orders",
+    columns=ORDERS.columns,
+    null_values=ORDERS.null_values,
+    steps=[
+        ("dedup", ["id"]),
+        ("filter", "not_user1x", "coalesce(email, '') NOT LIKE 'user1_@%'"),
+        ("filter", "no_bob", "name IS NULL OR name NOT ILIKE '%BOB%'"),
+        ("sql", "ratio", "amount / qty"),
+        ("sql", "qmod", "(qty - id) % id"),
+        ("sql", "amod", "amount % 2.50"),
+        ("sql", "name_len", "length(name)"),
+        ("sql", "low", "lower(name) || upper(name)"),
+        ("sql", "trimmed", "trim(name) || '|' || ltrim(name) || '|' || rtrim(name)"),
+        ("sql", "rep", "replace(name, ' ', '_')"),
+        ("sql", "cc", "concat(name, NULL, email, \"geo.city\")"),
+        ("sql", "txt", "CAST(score AS varchar) || '|' || CAST(amount AS varchar) || '|' || "
+                       "CAST(updated AS varchar) || '|' || CAST(birth AS varchar) || '|' || "
+                       "CAST(active AS varchar) || '|' || CAST(ratio AS varchar)"),
+        ("sql", "ym", "date_part('year', birth) * 100.0 + EXTRACT(month FROM birth)"),
+        ("sql", "sec", "date_part('second', updated) + date_part('hour', birth)"),
+        ("sql", "nn", "nullif(country, 'XX')"),
+        ("sql", "okc", "CASE WHEN regexp_like(coalesce(code, ''), '^-?[0-9]{1,9}$') "
+                       "THEN CAST(code AS bigint) END"),
+        ("sql", "day_ts", "CAST(signup AS timestamp) < TIMESTAMP '2022-01-01 01:00:00+02:00'"),
+        ("case", "band", [("ratio > 1000", "big"), ("ratio IS NULL", "none")], "small"),
+    ],
+    rules=[
+        {"rule": "ColumnValues", "column": "qmod", "between": [-1000, 0], "action": "alert"},
+        {"rule": "ColumnValues", "column": "band", "in": ["big", "small"], "action": "quarantine"},
+        {"rule": "Uniqueness", "column": "low", "threshold": 0.1},
+    ],
+    partition_by=["active"],
+)
+
+
+# Integer literals in arithmetic and as function arguments, apart from EXPRS so that a spec
+# refused at load does not hide what EXPRS finds.
+LITERALS = Case(
+    name="literals",
+    gen="orders",
+    columns=ORDERS.columns,
+    null_values=ORDERS.null_values,
+    steps=[
+        ("sql", "l1", "(qty - 20) % 7"),
+        ("sql", "l2", "amount * 2 + 1"),
+        ("sql", "l3", "substr(name, -3) || '|' || substr(name, 0, 3) || '|' || substr(name, 2, -1)"),
+        ("sql", "l4", "date_part('year', birth) * 100 + EXTRACT(month FROM birth)"),
+    ],
+    rules=[],
+    partition_by=[],
+)
+
+
 def failing_variant(case: Case) -> Case:
     """The same spec with a `fail` rule that cannot pass on the generated input."""
     return Case(case.name, case.columns, case.null_values, case.steps,
@@ -347,7 +406,7 @@ class Gen:
 def generate(case: Case, seed: int, n: int, now: datetime) -> list[dict]:
     """n records with duplicates: exact copies, and copies equal once typed."""
     g = Gen(seed, now)
-    make = g.orders_row if case.name == "orders" else g.events_row
+    make = g.orders_row if (case.gen or case.name) == "orders" else g.events_row
     rows: list[dict] = []
     for i in range(n):
         if rows and g.chance(0.08):
@@ -593,6 +652,14 @@ def typed_of_json(col: Col, k: str, t: str) -> str:
     return "NULL"
 
 
+def partition_text(v) -> str:
+    if v is None:
+        return "__HIVE_DEFAULT_PARTITION__"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
 @dataclass
 class Expected:
     counts: dict
@@ -728,11 +795,11 @@ class Model:
                     str(v) if isinstance(v, (int, float)) else lit(v))
                 self.with_column(name, f"coalesce({ident(name)}, CAST({val} AS {types[name]}))")
         elif kind == "filter":
-            self.reject(s[2], f"filter:{s[1]}")
+            self.reject(to_duckdb(s[2]), f"filter:{s[1]}")
         elif kind == "sql":
-            self.with_column(s[1], s[2])
+            self.with_column(s[1], to_duckdb(s[2]))
         elif kind == "case":
-            whens = " ".join(f"WHEN {c} THEN {lit(t)}" for c, t in s[2])
+            whens = " ".join(f"WHEN {to_duckdb(c)} THEN {lit(t)}" for c, t in s[2])
             self.with_column(s[1], f"CASE {whens} ELSE {lit(s[3])} END")
         elif kind == "split":
             _, column, src, sep, idx = s
@@ -853,8 +920,7 @@ class Model:
         partitions: dict[str, list[tuple]] = {}
         sel = ", ".join(ident(c) for c in pcols + data_cols)
         for row in self.sql(f"SELECT {sel} FROM cur ORDER BY __line").fetchall():
-            path = "/".join(f"{c}={'__HIVE_DEFAULT_PARTITION__' if v is None else v}"
-                            for c, v in zip(pcols, row))
+            path = "/".join(f"{c}={partition_text(v)}" for c, v in zip(pcols, row))
             partitions.setdefault(path, []).append(tuple(row[len(pcols):]))
         qtext = {}
         n = len(self.case.columns)
@@ -967,7 +1033,8 @@ def run_case(case: Case, fmt: str, workdir: Path, rows: int = 300, seed: int = S
         started = eng.before
         if eng.manifest and eng.manifest.get("started_at"):
             started = datetime.fromisoformat(eng.manifest["started_at"].replace("Z", "+00:00")).replace(tzinfo=None)
-        expected = model.run(started, processed or started)
+        # The freshness clock is the pipeline's `now`, which processed_at shows.
+        expected = model.run(processed or started, processed or started)
     finally:
         model.close()
     return Outcome(f"{case.name}/{fmt}", case, fmt, input_path, eng, expected, processed, con)
