@@ -748,11 +748,13 @@ class Model:
                     vals += ["VARCHAR" if present else None, fields[j] if present else None]
                 rows.append(vals)
             marks = ", ".join("?" for _ in range(3 + 2 * n))
-            self.con.executemany(f"INSERT INTO rec VALUES ({marks})", rows)
+            if rows:
+                self.con.executemany(f"INSERT INTO rec VALUES ({marks})", rows)
             self.found_columns = list(self.raw.header)
             return
         self.sql("CREATE TABLE src(line BIGINT, raw VARCHAR)")
-        self.con.executemany("INSERT INTO src VALUES (?, ?)", self.raw.records)
+        if self.raw.records:
+            self.con.executemany("INSERT INTO src VALUES (?, ?)", self.raw.records)
         sel = []
         for i, c in enumerate(self.case.columns):
             # An exact key first, then the nested path for `parent.child` names.
@@ -992,10 +994,11 @@ class EngineRun:
     after: datetime
 
 
-def run_engine(spec: Path, input_path: Path, out: Path) -> EngineRun:
+def run_engine(spec: Path, input_path: Path, out: Path, extra: tuple = ()) -> EngineRun:
     before = datetime.now(timezone.utc).replace(tzinfo=None)
     p = subprocess.run([str(etl_binary()), "run", "--spec", str(spec), "--input", str(input_path),
-                        "--output", str(out), "--json", "--threads", "1"],
+                        "--output", str(out), "--json",
+                        *(extra if "--threads" in extra else ("--threads", "1", *extra))],
                        capture_output=True, text=True, timeout=120)
     after = datetime.now(timezone.utc).replace(tzinfo=None)
     manifest = None
@@ -1045,9 +1048,11 @@ class Outcome:
     con: duckdb.DuckDBPyConnection
 
 
-def run_case(case: Case, fmt: str, workdir: Path, rows: int = 300, seed: int = SEED) -> Outcome:
+def run_case(case: Case, fmt: str, workdir: Path, rows: int = 300, seed: int = SEED,
+             extra: tuple = (), tag: str = "") -> Outcome:
+    """One run; `extra` are more `etl run` flags, `tag` names the variant in labels."""
     name, writer, splitter = FORMATS[fmt]
-    d = workdir / f"{case.name}-{fmt}"
+    d = workdir / f"{case.name}-{fmt}{tag}"
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True)
@@ -1063,7 +1068,7 @@ def run_case(case: Case, fmt: str, workdir: Path, rows: int = 300, seed: int = S
         input_path.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
     else:
         input_path.write_text(text, encoding="utf-8")
-    eng = run_engine(spec, input_path, d / "out")
+    eng = run_engine(spec, input_path, d / "out", extra)
     con = duckdb.connect()
     con.execute("SET TimeZone='UTC'")
     processed = None
@@ -1083,7 +1088,7 @@ def run_case(case: Case, fmt: str, workdir: Path, rows: int = 300, seed: int = S
         expected = model.run(processed or started, processed or started)
     finally:
         model.close()
-    return Outcome(f"{case.name}/{fmt}", case, fmt, input_path, eng, expected, processed, con)
+    return Outcome(f"{case.name}/{fmt}{tag}", case, fmt, input_path, eng, expected, processed, con)
 
 
 # ---- comparisons: each returns a list of finding lines ----------------------------
