@@ -183,6 +183,7 @@ class Outcome:
     type: str | None = None  # DuckDB type name of the column
     error: str | None = None
     refused: bool = False  # engine only: the spec was refused at load (exit 3)
+    crashed: bool = False  # engine only: a panic or an exit code README does not list
 
 
 def family(type_name: str | None):
@@ -225,8 +226,9 @@ class Session:
         ok, out, err = self._run([])
         if not ok:
             raise RuntimeError(f"the engine refused the base table alone: {err}")
-        if out["_manifest"].get("rows_quarantined", 0):
-            raise RuntimeError(f"the engine quarantined base rows: {out['_manifest']}")
+        counts = out["_manifest"]["counts"]
+        if counts["quarantined"] or counts["duplicates"]:
+            raise RuntimeError(f"the engine dropped base rows: {counts}")
         # The reference sees the engine's output base columns, typed as the spec says
         # (a Parquet UTC timestamp reads as TIMESTAMPTZ; the model is a TIMESTAMP in UTC).
         cols = ", ".join(
@@ -264,7 +266,7 @@ class Session:
         )
         if p.returncode != 0:
             shutil.rmtree(run_dir, ignore_errors=True)
-            msg = (p.stderr.strip() or p.stdout.strip())[-2000:]
+            msg = _error_text(p.stderr.strip() or p.stdout.strip())
             return False, p.returncode, msg
         manifest = json.loads(p.stdout)
         files = sorted((out / "sem").rglob("*.parquet"))
@@ -273,16 +275,33 @@ class Session:
         return True, {"_manifest": manifest, "_glob": str(out / "sem" / "**" / "*.parquet"),
                       "_dir": run_dir}, ""
 
-    def _engine_chunk(self, exprs: list[str], first: int, results: dict[int, Outcome]):
-        ok, out, err = self._run(exprs)
-        if not ok:
-            if len(exprs) == 1:
-                results[first] = Outcome(error=err, refused=(out == 3))
+    def _engine_items(self, items: list[tuple[int, str]], results: dict[int, Outcome]):
+        """Runs (index, expression) pairs in one spec; a failing run is split up."""
+        items = list(items)
+        while True:
+            ok, out, err = self._run([e for _, e in items])
+            if ok:
+                break
+            if len(items) == 1:
+                crashed = out not in (1, 3, 4) or "panicked" in err
+                results[items[0][0]] = Outcome(error=err, refused=(out == 3), crashed=crashed)
                 return
-            half = len(exprs) // 2
-            self._engine_chunk(exprs[:half], first, results)
-            self._engine_chunk(exprs[half:], first + half, results)
+            # Errors name the step (`steps[3].derive`): set that expression aside and rerun
+            # the others; without a step, bisect.
+            k = _failed_step(err)
+            if k is not None and k < len(items):
+                idx, _ = items.pop(k)
+                crashed = out not in (1, 3, 4) or "panicked" in err
+                results[idx] = Outcome(error=err, refused=(out == 3), crashed=crashed)
+                continue
+            half = len(items) // 2
+            for part in (items[:half], items[half:]):
+                self._engine_items(part, results)
             return
+        self._collect(out, items, results)
+
+    def _collect(self, out: dict, items: list[tuple[int, str]], results: dict[int, Outcome]):
+        exprs = [e for _, e in items]
         glob = out["_glob"]
         desc = self.con.execute(f"DESCRIBE SELECT * FROM read_parquet({glob!r})").fetchall()
         types = {r[0]: r[1] for r in desc}
@@ -299,15 +318,15 @@ class Session:
         ).fetchall() if sel else []
         if [r[0] for r in rows] != self.ids and sel:
             raise RuntimeError("engine output rows differ from the base rows")
-        for n in range(len(exprs)):
-            results[first + n] = Outcome(values=[r[n + 1] for r in rows], type=types[f"e{n}"])
+        for n, (idx, _) in enumerate(items):
+            results[idx] = Outcome(values=[r[n + 1] for r in rows], type=types[f"e{n}"])
         shutil.rmtree(out["_dir"], ignore_errors=True)
 
     def engine(self, exprs: list[str], chunk: int = CHUNK) -> list[Outcome]:
         """Engine outcomes; pass chunk=1 for expressions expected to error (no bisecting)."""
         results: dict[int, Outcome] = {}
         for start in range(0, len(exprs), chunk):
-            self._engine_chunk(exprs[start : start + chunk], start, results)
+            self._engine_items(list(enumerate(exprs))[start : start + chunk], results)
         return [results[i] for i in range(len(exprs))]
 
     # -- DuckDB ---------------------------------------------------------------------
@@ -342,8 +361,8 @@ class Session:
 
     def diff(self, expr: str, e: Outcome, d: Outcome) -> list["Mismatch"]:
         if e.error is not None or d.error is not None:
-            if e.error is not None and d.error is not None:
-                return []  # both error: agreement
+            if e.error is not None and d.error is not None and not e.crashed:
+                return []  # both error: agreement (a crash never is)
             m = Mismatch(expr, None, None, e, d, "error")
             return [] if known(m, self) else [m]
         out = []
@@ -359,6 +378,22 @@ class Session:
                     out.append(m)
                     break  # the first row is enough to show it
         return out
+
+
+def _error_text(text: str) -> str:
+    """The message without a panic's backtrace (RUST_BACKTRACE may be set)."""
+    lines = text.splitlines()
+    if "stack backtrace:" in lines:
+        lines = lines[: lines.index("stack backtrace:")]
+    return "\n".join(lines)[:2000]
+
+
+_STEP = re.compile(r"steps\[(\d+)\]")
+
+
+def _failed_step(err: str) -> int | None:
+    m = _STEP.search(err)
+    return int(m.group(1)) if m else None
 
 
 def same_value(a, b) -> bool:

@@ -6,6 +6,7 @@ shows it, and printed with the first row it shows on.
 """
 
 import os
+import re
 
 import conftest
 import gen
@@ -24,6 +25,15 @@ def _mismatches(s: Session, nodes: list[gen.Node]) -> list[Mismatch | None]:
         ms = s.diff(n.sql, e, s.duck(n.sql))
         out.append(ms[0] if ms else None)
     return out
+
+
+def cause(m: Mismatch) -> str:
+    """What a mismatch has in common with others of its kind: an engine error's text
+    without numbers, or the shape of the shrunk expression (operators and functions)."""
+    if m.kind == "error" and m.engine.error:
+        return "error:" + re.sub(r"\d+", "#", m.engine.error.split(":", 2)[-1])
+    shape = re.sub(r"'(?:[^']|'')*'|\b\d[\w.]*|\b[a-z]\w*\d\b", "_", m.expr)
+    return f"{m.kind}:{shape}"
 
 
 def shrink(s: Session, node: gen.Node, m: Mismatch) -> tuple[gen.Node, Mismatch]:
@@ -81,20 +91,25 @@ def _check(s: Session):
     conftest.count(s, len(nodes_l))
 
     minimal: dict[str, Mismatch] = {}
+    causes: set[str] = set()
     unshrunk = 0
     for n, m in bad:
-        # One cause usually shows in many expressions: skip those holding a known minimum.
-        if any(t.sql in minimal for t in n.subtrees()):
+        # One cause usually shows in many expressions: skip those holding a known minimum,
+        # or failing with an engine error already seen.
+        if any(t.sql in minimal for t in n.subtrees()) or cause(m) in causes:
             continue
         if len(minimal) >= SHRINK_LIMIT:
             unshrunk += 1
             continue
         small, sm = shrink(s, n, m)
-        minimal.setdefault(small.sql, sm)
+        seen = cause(sm) in causes
+        causes.update((cause(m), cause(sm)))
+        if not seen:
+            minimal.setdefault(small.sql, sm)
 
     summary = (
         f"SEED={SEED} COUNT={len(nodes_l)} over {len(s.ids)} rows: {len(bad)} expressions "
-        f"disagree ({len(minimal)} minimal causes shown, {unshrunk} more not shrunk); "
+        f"disagree ({len(minimal)} minimal examples shown, {unshrunk} more not shrunk); "
         f"{both_errors} errored on both sides."
     )
     record_findings("random", summary, list(minimal.values()))
