@@ -279,14 +279,14 @@ class Gen:
             return op(r.choice(["({} IS NULL)", "({} IS NOT NULL)"]), "bool", self.gen(t, d))
         if k == 6:
             t = r.choice(["int", "dbl", "dec", "str", "date"])
-            items = ", ".join(r.sample(LITS[t], 2))
+            items = ", ".join(r.sample(LITS[t], 2) + (["NULL"] if r.random() < 0.2 else []))
             neg = r.choice(["", "NOT "])
             return op(f"({{}} {neg}IN ({items}))", "bool", self.gen(t, d))
         if k == 7:
             t = r.choice(["int", "dbl", "dec", "str", "date", "ts"])
             neg = r.choice(["", "NOT "])
-            return op(f"({{}} {neg}BETWEEN {{}} AND {{}})", "bool", self.gen(t, d), leaf(r, t),
-                      leaf(r, t))
+            return op(f"({{}} {neg}BETWEEN {{}} AND {{}})", "bool", self.gen(t, d),
+                      self.gen(t, min(d, 1)), self.gen(t, min(d, 1)))
         if k == 8:
             kw = r.choice(["LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE"])
             return op(f"({{}} {kw} {r.choice(LIKE_PATS)})", "bool", self.gen("str", d))

@@ -67,3 +67,28 @@ def test_spec_yaml_quotes_sql():
     base = Base({"s": "string"}, [{"s": "a"}])
     text = spec_yaml(base, ["s || '\"x\": \\\\ 😀\t'"])
     assert 'sql: "s || \'\\"x\\": \\\\\\\\ 😀\\t\'"' in text
+
+
+def test_failed_step_and_error_text():
+    from engine import _error_text, _failed_step
+
+    assert _failed_step("invalid spec s.yaml line 19 (steps[12].derive): boom") == 12
+    assert _failed_step("error: opening in.csv") is None
+    text = "thread 'main' panicked at x.rs:1:2:\nboom\nstack backtrace:\n   0: f\n   1: g"
+    assert _error_text(text) == "thread 'main' panicked at x.rs:1:2:\nboom"
+
+
+def test_cause_groups_by_shape_and_error():
+    from engine import Mismatch, Outcome
+    from test_random import cause
+
+    def value(expr):
+        return Mismatch(expr, 0, {}, Outcome(), Outcome(), "value")
+
+    assert cause(value("ltrim('a', s1)")) == cause(value("ltrim('b', s2)"))
+    assert cause(value("ltrim('a', s1)")) != cause(value("rtrim('a', s1)"))
+    e1 = Mismatch("abs(0)", None, None, Outcome(error="line 18 (steps[0].derive): bad i32"),
+                  Outcome(), "error")
+    e2 = Mismatch("abs(7)", None, None, Outcome(error="line 19 (steps[3].derive): bad i32"),
+                  Outcome(), "error")
+    assert cause(e1) == cause(e2)
