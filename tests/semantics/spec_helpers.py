@@ -91,9 +91,11 @@ def step_yaml(step: tuple) -> str:
         return (f"derive: {{column: {_q(column)}, regex_replace: {{from: {_q(src)}, "
                 f"pattern: {_q(pattern)}, replacement: {_q(repl)}}}}}")
     if kind == "join":
-        _, path, on, ref_on, cols = step
+        _, path, on, ref_on, cols, *schema = step
+        typed = "".join(f", schema: [{', '.join(f'{{name: {_q(n)}, type: {_q(t)}}}' for n, t in schema[0].items())}]"
+                        for _ in schema[:1])
         return (f"join: {{path: {_q(path)}, on: {_q(on)}, reference_on: {_q(ref_on)}, "
-                f"columns: {_q(cols)}}}")
+                f"columns: {_q(cols)}{typed}}}")
     if kind == "cast":
         return f"cast: {{column: {_q(step[1])}, to: {_q(step[2])}}}"
     if kind == "processed_at":
@@ -217,6 +219,8 @@ EVENTS = Case(
 )
 
 
+TIERS = ["bronze", "sílver", '"gold, plus"', "金"]  # as CSV fields
+
 # Expressions over the orders data: text functions on Unicode, division and modulo, casts
 # to text, dates, LIKE/ILIKE, NaN in a CASE. Only names DuckDB spells otherwise are
 # translated (engine.to_duckdb).
@@ -247,6 +251,12 @@ EXPRS = Case(
                        "THEN CAST(code AS bigint) END"),
         ("sql", "day_ts", "CAST(signup AS timestamp) < TIMESTAMP '2022-01-01 01:00:00+02:00'"),
         ("case", "band", [("ratio > 1000", "big"), ("ratio IS NULL", "none")], "small"),
+        ("join", "tiers.csv", "qty", "n", ["tier", "weight"], {"n": "bigint", "weight": "double"}),
+        ("sql", "bstr", "CAST(birth AS varchar)"),
+        ("cast", "bstr", "date"),
+        ("cast", "code", "decimal(6,1)"),
+        ("cast", "active", "bigint"),
+        ("dedup", None),
     ],
     rules=[
         {"rule": "ColumnValues", "column": "qmod", "between": [-1000, 0], "action": "alert"},
@@ -254,6 +264,8 @@ EXPRS = Case(
         {"rule": "Uniqueness", "column": "low", "threshold": 0.1},
     ],
     partition_by=["active"],
+    references={"tiers.csv": "n,tier,weight,unused\n" + "".join(
+        f"{n},{TIERS[n % 4]},{'' if n % 9 == 0 else n * 0.25},x\n" for n in range(0, 50, 2))},
 )
 
 
@@ -269,6 +281,11 @@ LITERALS = Case(
         ("sql", "l2", "amount * 2 + 1"),
         ("sql", "l3", "substr(name, -3) || '|' || substr(name, 0, 3) || '|' || substr(name, 2, -1)"),
         ("sql", "l4", "date_part('year', birth) * 100 + EXTRACT(month FROM birth)"),
+        ("sql", "l5", "qty IN (13, NULL)"),
+        ("sql", "l6", "abs(qty - 30)"),
+        ("sql", "l9", "coalesce(qty, -1)"),
+        ("filter", "l7", "qty % 5 <> 0 OR qty IS NULL"),
+        ("sql", "l8", "CAST(qty AS double) / 0"),
     ],
     rules=[],
     partition_by=[],
@@ -375,6 +392,8 @@ class Gen:
         for c, bad in defects.items():
             if self.chance(0.02):
                 row[c] = r.choice(bad)
+        if self.chance(0.02):
+            row["id"] = self.null()  # a required value missing
         for c in ["name", "email", "country", "amount", "qty", "score", "active", "birth",
                   "updated", "geo.city", "code"]:
             if self.chance(0.04):
@@ -408,6 +427,9 @@ class Gen:
         for c in ["value", "price", "kind"]:
             if self.chance(0.05):
                 row[c] = r.choice([None, "-"])
+        for c in ["event_id", "user", "at", "ok"]:
+            if self.chance(0.015):
+                row[c] = r.choice([None, "-", ""])  # a required value missing
         return row
 
 
@@ -472,7 +494,9 @@ def json_token(col: Col, v: str | None, r: random.Random) -> str | None:
     whole = r"-?(0|[1-9]\d*)"  # JSON's grammar: no leading zeros, no '+'
     if ty == "bigint" and re.fullmatch(whole, v) and r.random() < 0.7:
         return v
-    if ty == "double" and re.fullmatch(whole + r"(\.\d+)?([eE][+-]?\d+)?", v) and r.random() < 0.7:
+    if (ty == "double" and re.fullmatch(whole + r"(\.\d+)?([eE][+-]?\d+)?", v)
+            and abs(float(v)) < 1e300 and r.random() < 0.7):
+        # Not past the double range: serde_json refuses such a number, DuckDB reads inf.
         return v
     if ty.startswith("decimal") and re.fullmatch(whole + r"\.\d\d?", v) and r.random() < 0.5:
         return v
@@ -525,7 +549,7 @@ def json_elements(case: Case, rows: list[dict], seed: int) -> list[str]:
     elems = []
     for row in rows:
         # Not first: `format: auto` tells a stream of objects by its first `{`.
-        if r.random() < 0.015 and elems:
+        if r.random() < 0.03 and elems:
             elems.append(r.choice(["42", '"text"', "[1, 2]", "true"]))
         obj = json_object(case, row, r)
         if r.random() < 0.05:
@@ -854,12 +878,15 @@ class Model:
             _, column, src, pattern, repl = s
             self.with_column(column, f"regexp_replace({ident(src)}, {lit(pattern)}, {lit(repl)}, 'g')")
         elif kind == "join":
-            _, path, on, ref_on, cols = s
+            _, path, on, ref_on, cols, *schema = s
+            types = schema[0] if schema else {}
             ref = self.refdir / path
             left_ty = {r[0]: r[1] for r in self.sql("DESCRIBE cur").fetchall()}[on]
             self.sql(f"CREATE OR REPLACE TABLE ref AS SELECT * FROM read_csv({lit(str(ref))}, "
                      "all_varchar = true, header = true)")
-            picked = ", ".join(f"r.{ident(c)}" for c in cols)
+            # Reference columns are text unless the step's schema types them; '' is NULL.
+            picked = ", ".join(f"CAST(nullif(r.{ident(c)}, '') AS {duck_type(types.get(c, 'string'))}) "
+                               f"AS {ident(c)}" for c in cols)
             self.replace_cur(f"""SELECT cur.*, {picked} FROM cur LEFT JOIN ref r
                 ON cur.{ident(on)} = CAST(r.{ident(ref_on)} AS {left_ty}) ORDER BY cur.__line""")
         elif kind == "cast":
@@ -1163,6 +1190,12 @@ def diff_output(o: Outcome) -> list[str]:
         g, e = got.get(part, []), o.expected.partitions.get(part, [])
         if len(g) != len(e):
             found.append(f"{o.label}: partition {part}: {len(g)} rows, expected {len(e)}")
+            # Rows do not line up: list the ones on one side only, by their first columns.
+            keys = lambda rows: [tuple(map(show, r[:3])) for r in rows]  # noqa: E731
+            gk, ek = keys(g), keys(e)
+            found += [f"{o.label}: partition {part}: missing row {k}" for k in ek if k not in gk][:10]
+            found += [f"{o.label}: partition {part}: unexpected row {k}" for k in gk if k not in ek][:10]
+            continue
         for idx, (gr, er) in enumerate(zip(g, e)):
             bad = [(c, gv, ev) for c, gv, ev in zip(cols, gr, er) if not same_value(gv, ev)]
             if bad:
