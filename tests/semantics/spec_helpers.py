@@ -422,7 +422,7 @@ class Gen:
             "price": ["1.2345", "1000.000", "x"],
         }
         for c, bad in defects.items():
-            if self.chance(0.02):
+            if self.chance(0.03):
                 row[c] = r.choice(bad)
         for c in ["value", "price", "kind"]:
             if self.chance(0.05):
