@@ -18,7 +18,7 @@ def results():
     rest = [e for e in exprs if e not in alone]
     eng = dict(zip(rest, s.engine(rest)))
     eng.update(zip(sorted(alone), s.engine(sorted(alone), chunk=1)))
-    duck = {e: s.duck(e) for e in exprs}
+    duck = dict(zip(exprs, s.ducks(exprs)))
     by_topic = {
         topic: [m for e in es for m in s.diff(e, eng[e], duck[e])]
         for topic, es in corpus.CORPUS.items()

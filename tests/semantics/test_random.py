@@ -19,10 +19,10 @@ SHRINK_LIMIT = int(os.environ.get("SHRINK_LIMIT", "25"))
 
 
 def _mismatches(s: Session, nodes: list[gen.Node]) -> list[Mismatch | None]:
-    eng = s.engine([n.sql for n in nodes])
+    sqls = [n.sql for n in nodes]
     out = []
-    for n, e in zip(nodes, eng):
-        ms = s.diff(n.sql, e, s.duck(n.sql))
+    for n, e, d in zip(nodes, s.engine(sqls), s.ducks(sqls)):
+        ms = s.diff(n.sql, e, d)
         out.append(ms[0] if ms else None)
     return out
 
@@ -79,11 +79,10 @@ def _check(s: Session):
         n = g.expr()
         nodes.setdefault(n.sql, n)
     nodes_l = list(nodes.values())
-    eng = s.engine([n.sql for n in nodes_l])
+    sqls = [n.sql for n in nodes_l]
     bad = []
     both_errors = 0
-    for n, e in zip(nodes_l, eng):
-        d = s.duck(n.sql)
+    for n, e, d in zip(nodes_l, s.engine(sqls), s.ducks(sqls)):
         both_errors += e.error is not None and d.error is not None
         ms = s.diff(n.sql, e, d)
         if ms:
