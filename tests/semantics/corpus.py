@@ -108,6 +108,8 @@ CORPUS: dict[str, list[str]] = {
         "ts = TIMESTAMP '2024-02-29T23:30:00+02:00'", "ts > TIMESTAMP '2000-01-01T00:00:00Z'",
         "i = '42'", "x > '1.5'", "m = '1.50'", "m < '0'", "x = x", "x > 1e308",
         "x / 0 = x / 0", "0 / 0 = 0 / 0", "0 / 0 > 1e308", "x / y > 1e308", "i = NULL",
+        "0 / 0 > 1 / 0", "(0 / 0) IN (0 / 0)", "(0 / 0) BETWEEN 0 AND 1 / 0", "x / 0 < 1",
+        "x / 0 <> 0 / 0",
         "NULL = NULL", "NULL <> 1", "d = d", "ts <= ts", "s >= s",
     ],
     "logic": [
@@ -177,6 +179,12 @@ CORPUS: dict[str, list[str]] = {
         "CASE WHEN b THEN ts ELSE TIMESTAMP '2000-01-01 00:00:00' END",
         "CASE WHEN x > 1 THEN 'big' WHEN x > 0 THEN 'small' ELSE NULL END",
         "CASE WHEN j = 0 THEN NULL ELSE i % j END", "CASE WHEN i > 0 THEN TRUE ELSE b END",
+    ],
+    "lazy": [
+        # a CASE branch and a coalesce argument run only on the rows that reach them
+        "CASE WHEN regexp_like(sn, '^-?[0-9]{1,9}$') THEN CAST(sn AS bigint) END",
+        "CASE WHEN j = 0 THEN -1 ELSE i % j END", "coalesce(CASE WHEN j <> 0 THEN m % j END, 0)",
+        "CASE WHEN big BETWEEN -1000 AND 1000 THEN big + 1 ELSE 0 END",
     ],
     "casts": [
         "CAST(i AS double)", "CAST(i AS varchar)", "CAST(i AS decimal(18,2))",
