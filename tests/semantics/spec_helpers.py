@@ -376,6 +376,12 @@ class Gen:
             row["code"] = r.choice([" 7 ", "-12", "A12", "1.0", "", "99999999999999999999"])
         if self.chance(0.03):
             row["qty"] = "9223372036854775807" if self.chance(0.3) else " 42 "
+        if self.chance(0.02):
+            row["amount"], row["qty"] = "0.00", "0"  # 0 / 0 is NaN
+        if self.chance(0.03):
+            # Before 1970 with a fraction: negative microseconds.
+            row["updated"] = r.choice(["1969-12-31T23:59:59.999999Z", "1900-01-01 00:00:00.5",
+                                       "1969-07-20T20:17:40-05:00"])
         # Defects: invalid values, NULL markers, missing required values.
         defects = {
             "id": ["abc", "1.5", "", "NA", "9223372036854775808"],
@@ -866,7 +872,12 @@ class Model:
         elif kind == "filter":
             self.reject(to_duckdb(s[2]), f"filter:{s[1]}")
         elif kind == "sql":
-            self.with_column(s[1], to_duckdb(s[2]))
+            expr = to_duckdb(s[2])
+            if self.sql(f"DESCRIBE SELECT ({expr}) AS v FROM cur").fetchone()[1] == "VARCHAR":
+                # DuckDB prints the sign bit of a NaN (x86's 0/0 is '-nan'); a NaN's sign means
+                # nothing and README's text of one is 'nan'.
+                expr = f"replace({expr}, '-nan', 'nan')"
+            self.with_column(s[1], expr)
         elif kind == "case":
             whens = " ".join(f"WHEN {to_duckdb(c)} THEN {lit(t)}" for c, t in s[2])
             self.with_column(s[1], f"CASE {whens} ELSE {lit(s[3])} END")
