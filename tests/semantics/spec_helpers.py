@@ -292,6 +292,23 @@ LITERALS = Case(
 )
 
 
+# A CAST in an expression that meets text it cannot convert: the run stops (exit 4) naming
+# the file, the line, the step and the value (README "Casts").
+CAST_FAILS = Case(
+    name="castfail",
+    gen="orders",
+    columns=ORDERS.columns,
+    null_values=ORDERS.null_values,
+    steps=[
+        ("dedup", None),
+        ("filter", "has_email", "email IS NOT NULL"),
+        ("sql", "n", "CAST(code AS bigint) + id"),
+    ],
+    rules=[],
+    partition_by=[],
+)
+
+
 def failing_variant(case: Case) -> Case:
     """The same spec with a `fail` rule that cannot pass on the generated input."""
     return Case(case.name, case.columns, case.null_values, case.steps,
@@ -982,6 +999,17 @@ class Model:
                               required=required, passed=actual >= required,
                               failing_rows=failing, evaluated_rows=evaluated))
         return rules
+
+    def first_bad_text(self, upto: int, column: str, ty: str):
+        """(line, text) of the first record reaching step `upto` whose text `column` does not
+        parse as `ty`, or None."""
+        self.load_records()
+        self.type_records()
+        for s in self.case.steps[:upto]:
+            self.step(s, None)
+        c = ident(column)
+        return self.sql(f"""SELECT __line, {c} FROM cur WHERE {c} IS NOT NULL
+            AND ({typed_of_text(Col(column, ty), c)}) IS NULL ORDER BY __line LIMIT 1""").fetchone()
 
     def run(self, now: datetime, processed_at: datetime | None) -> Expected:
         self.load_records()

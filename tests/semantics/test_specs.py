@@ -12,6 +12,9 @@ manifest from README's rules; every mismatch is logged in build/spec-findings.md
 
 from __future__ import annotations
 
+import shutil
+from datetime import datetime, timezone
+
 import pytest
 
 import spec_helpers as sh
@@ -157,3 +160,41 @@ def test_generated_inputs_exercise_every_reject_and_step(outcomes):
             assert c["rows_out"] > 50, f"{o.label}: only {c['rows_out']} rows out"
             parts = o.expected.partitions
             assert len(parts) >= 3, f"{o.label}: {len(parts)} partitions"
+
+
+@pytest.mark.parametrize("fmt,extra", [
+    ("csv", ()), ("ndjson", ()), ("ndjson", ("--batch-size", "5", "--threads", "2")),
+], ids=["csv", "ndjson", "ndjson-batch5"])
+def test_a_failing_cast_names_the_first_bad_record(fmt, extra):
+    """The first record (file order) whose `code` the CAST refuses stops the run with its line,
+    whatever the batches and workers."""
+    case = sh.CAST_FAILS
+    name, writer, splitter = sh.FORMATS[fmt]
+    d = WORK / f"castfail-{fmt}{len(extra)}"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    # More bad codes than the orders inputs hold, so some record surely fails.
+    records = sh.generate(case, sh.SEED + 7, 120, now)
+    for i, r in enumerate(records):
+        if i % 17 == 16:
+            r["code"] = ["A12", "1.0", "99999999999999999999"][i % 3]
+    text = writer(case, records, sh.SEED)
+    (d / name).write_text(text, encoding="utf-8")
+    (d / "spec.yaml").write_text(sh.spec_yaml(case), encoding="utf-8")
+    model = sh.Model(case, splitter(text), d, now)
+    try:
+        bad = model.first_bad_text(2, "code", "bigint")
+    finally:
+        model.close()
+    assert bad is not None, "the input holds no code the CAST refuses"
+    line, value = bad
+    run = sh.run_engine(d / "spec.yaml", d / name, d / "out", extra)
+    found = [] if run.rc == 4 and f"{name} line {line}: steps[2].derive" in run.stderr and (
+        f"'{value}'" in run.stderr) else [
+        f"castfail/{fmt}: expected exit 4 naming {name} line {line}, steps[2].derive and "
+        f"'{value}'; got exit {run.rc}: {run.stderr.strip()[-400:]}"]
+    sh.record(f"failing CAST names the record ({fmt} {' '.join(extra)})".replace(" )", ")"), found,
+              f"first bad record: line {line}.")
+    assert not found, found[0]
+    assert not list((d / "out" / case.name).rglob("*.parquet")), "data published by a failed run"
