@@ -92,8 +92,8 @@ def step_yaml(step: tuple) -> str:
                 f"pattern: {_q(pattern)}, replacement: {_q(repl)}}}}}")
     if kind == "join":
         _, path, on, ref_on, cols, *schema = step
-        typed = "".join(f", schema: [{', '.join(f'{{name: {_q(n)}, type: {_q(t)}}}' for n, t in schema[0].items())}]"
-                        for _ in schema[:1])
+        fields = [f"{{name: {_q(n)}, type: {_q(t)}}}" for n, t in (schema[0] if schema else {}).items()]
+        typed = f", schema: [{', '.join(fields)}]" if fields else ""
         return (f"join: {{path: {_q(path)}, on: {_q(on)}, reference_on: {_q(ref_on)}, "
                 f"columns: {_q(cols)}{typed}}}")
     if kind == "cast":
@@ -817,11 +817,15 @@ class Model:
             SELECT line, raw, NOT ok, {", ".join(f"CASE WHEN ok THEN k{i} END, CASE WHEN ok THEN t{i} END"
                                                for i in range(n))}
             FROM (SELECT line, raw, ok, {", ".join(sel)}
-                  FROM (SELECT line, raw, coalesce(CASE WHEN json_valid(raw) THEN json_type(raw) END = 'OBJECT', false) AS ok,
+                  FROM (SELECT line, raw,
+                               coalesce(CASE WHEN json_valid(raw) THEN json_type(raw) END = 'OBJECT',
+                                        false) AS ok,
                                CASE WHEN json_valid(raw) THEN raw END::JSON AS j FROM src))
         """)
         keys = set()
-        for (r,) in self.sql("SELECT raw FROM src WHERE CASE WHEN json_valid(raw) THEN json_type(raw) = 'OBJECT' END").fetchall():
+        objects = self.sql("SELECT raw FROM src WHERE CASE WHEN json_valid(raw) "
+                           "THEN json_type(raw) = 'OBJECT' END").fetchall()
+        for (r,) in objects:
             def walk(o, prefix):
                 for key, v in o.items():
                     keys.add(prefix + key)
@@ -867,7 +871,8 @@ class Model:
 
     def reject(self, keep: str, code: str):
         """Rows where `keep` is not true go to quarantine as `code`."""
-        self.q += self.sql(f"SELECT __line, {lit(code)} FROM cur WHERE NOT coalesce(({keep}), false)").fetchall()
+        self.q += self.sql(f"SELECT __line, {lit(code)} FROM cur "
+                           f"WHERE NOT coalesce(({keep}), false)").fetchall()
         self.replace_cur(f"SELECT * FROM cur WHERE coalesce(({keep}), false)")
 
     def step(self, s: tuple, processed_at: datetime | None):
@@ -981,7 +986,8 @@ class Model:
             elif kind == "DataFreshness":
                 days = int(r["max_age"].rstrip("d"))
                 cutoff = (now - timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S.%f")
-                k = self.sql(f"SELECT count(*) FILTER ({c} >= TIMESTAMP {lit(cutoff)}) FROM cur").fetchone()[0]
+                k = self.sql(f"SELECT count(*) FILTER ({c} >= TIMESTAMP {lit(cutoff)}) "
+                             "FROM cur").fetchone()[0]
                 actual, evaluated, required, failing = (k / n if n else 1.0), n, thr, n - k
             elif kind == "ColumnExists":
                 present = r["column"] in out_cols or r["column"] in self.found_columns
@@ -1035,7 +1041,8 @@ class Model:
             partitions.setdefault(path, []).append(tuple(row[len(pcols):]))
         qtext = {}
         n = len(self.case.columns)
-        for rec in self.sql(f"SELECT line, malformed, raw, {', '.join(f'k{i}, t{i}' for i in range(n))} FROM rec").fetchall():
+        fields = ", ".join(f"k{i}, t{i}" for i in range(n))
+        for rec in self.sql(f"SELECT line, malformed, raw, {fields} FROM rec").fetchall():
             line, malformed, raw = rec[:3]
             texts = {}
             for i, c in enumerate(self.case.columns):
@@ -1142,14 +1149,16 @@ def run_case(case: Case, fmt: str, workdir: Path, rows: int = 300, seed: int = S
         files = sorted((d / "out" / case.name).rglob("*.parquet"))
         if files:
             (processed,) = con.execute(
-                f"SELECT DISTINCT CAST(processed_at AS TIMESTAMP) FROM read_parquet({lit(str(files[0]))}, hive_partitioning = false)"
+                "SELECT DISTINCT CAST(processed_at AS TIMESTAMP) FROM "
+                f"read_parquet({lit(str(files[0]))}, hive_partitioning = false)"
             ).fetchone()
     raw = splitter(text)
     model = Model(case, raw, d, now)
     try:
         started = eng.before
         if eng.manifest and eng.manifest.get("started_at"):
-            started = datetime.fromisoformat(eng.manifest["started_at"].replace("Z", "+00:00")).replace(tzinfo=None)
+            started = datetime.fromisoformat(
+                eng.manifest["started_at"].replace("Z", "+00:00")).replace(tzinfo=None)
         # The freshness clock is the pipeline's `now`, which processed_at shows.
         expected = model.run(processed or started, processed or started)
     finally:
@@ -1219,7 +1228,8 @@ def diff_output(o: Outcome) -> list[str]:
         extra = set(desc) - set(cols)
         missing = set(cols) - set(desc)
         if extra or missing:
-            found.append(f"{o.label}: {part}: columns not expected {sorted(extra)}, missing {sorted(missing)}")
+            found.append(f"{o.label}: {part}: columns not expected {sorted(extra)}, "
+                         f"missing {sorted(missing)}")
         for c in cols:
             if c in desc and family(desc[c]) != family(o.expected.columns[c]):
                 found.append(f"{o.label}: column {c} is {desc[c]}, expected {o.expected.columns[c]}")
