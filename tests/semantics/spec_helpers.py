@@ -262,6 +262,10 @@ EXPRS = Case(
         {"rule": "ColumnValues", "column": "qmod", "between": [-1000, 0], "action": "alert"},
         {"rule": "ColumnValues", "column": "band", "in": ["big", "small"], "action": "quarantine"},
         {"rule": "Uniqueness", "column": "low", "threshold": 0.1},
+        {"rule": "ColumnValues", "column": "qty", "matches": "[0-9]", "action": "alert"},
+        {"rule": "ColumnValues", "column": "qty", "in": ["1", "2", "3"], "action": "alert"},
+        {"rule": "DataFreshness", "column": "signup", "max_age": "1400d", "threshold": 0.2},
+        {"rule": "DataFreshness", "column": "updated", "max_age": "72h"},
     ],
     partition_by=["active"],
     references={"tiers.csv": "n,tier,weight,unused\n" + "".join(
@@ -984,8 +988,9 @@ class Model:
                 actual, evaluated = (d / k if k else 1.0), k
                 required = 1.0 if kind == "IsUnique" else thr
             elif kind == "DataFreshness":
-                days = int(r["max_age"].rstrip("d"))
-                cutoff = (now - timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S.%f")
+                unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[r["max_age"][-1]]
+                age = timedelta(**{unit: int(r["max_age"][:-1])})
+                cutoff = (now - age).strftime("%Y-%m-%d %H:%M:%S.%f")
                 k = self.sql(f"SELECT count(*) FILTER ({c} >= TIMESTAMP {lit(cutoff)}) "
                              "FROM cur").fetchone()[0]
                 actual, evaluated, required, failing = (k / n if n else 1.0), n, thr, n - k
