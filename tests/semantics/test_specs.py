@@ -21,7 +21,7 @@ import spec_helpers as sh
 
 RUNS = [(sh.ORDERS, f) for f in ("csv", "ndjson", "json", "csv.gz", "crlf.csv.gz", "objects.json")] + [
     (sh.EVENTS, f) for f in ("csv", "ndjson", "json", "tsv")
-] + [(sh.EXPRS, f) for f in ("csv", "ndjson")] + [(sh.LITERALS, "csv")]
+] + [(sh.EXPRS, f) for f in ("csv", "ndjson", "json")] + [(sh.LITERALS, "csv")]
 LABELS = [f"{c.name}/{f}" for c, f in RUNS]
 WORK = sh.REPO / "build" / "spec-runs"
 
