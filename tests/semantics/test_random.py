@@ -32,6 +32,18 @@ def cause(m: Mismatch) -> str:
     without numbers, or the shape of the shrunk expression (operators and functions)."""
     if m.kind == "error" and m.engine.error:
         return "error:" + re.sub(r"\d+", "#", m.engine.error.split(":", 2)[-1])
+    a, b = m.engine_value, m.duck_value
+    if isinstance(a, str) and isinstance(b, str):
+        # Text that differs in the same few characters ('nan' / '-nan' inside any text)
+        # has one cause, whatever expression made it.
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        a, b = a[n:], b[n:]
+        while a and b and a[-1] == b[-1]:
+            a, b = a[:-1], b[:-1]
+        if len(a) + len(b) <= 3:
+            return f"text:{a!r}->{b!r}"
     shape = re.sub(r"'(?:[^']|'')*'|\b\d[\w.]*|\b[a-z]\w*\d\b", "_", m.expr)
     return f"{m.kind}:{shape}"
 

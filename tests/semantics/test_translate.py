@@ -92,3 +92,15 @@ def test_cause_groups_by_shape_and_error():
     e2 = Mismatch("abs(7)", None, None, Outcome(error="line 19 (steps[3].derive): bad i32"),
                   Outcome(), "error")
     assert cause(e1) == cause(e2)
+
+
+def test_cause_groups_text_by_what_differs():
+    from engine import Mismatch, Outcome
+    from test_random import cause
+
+    def text(expr, a, b):
+        return Mismatch(expr, 0, {}, Outcome(), Outcome(), "value", a, b)
+
+    assert cause(text("x", "lnan", "l-nan")) == cause(text("concat(y)", "nan", "-nan"))
+    assert cause(text("x", "-0.0", "0.0")) != cause(text("x", "nan", "-nan"))
+    assert cause(text("upper(s)", "STRASSE", "STRAẞE")) != cause(text("lower(s)", "a", "b"))
