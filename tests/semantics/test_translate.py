@@ -104,3 +104,14 @@ def test_cause_groups_text_by_what_differs():
     assert cause(text("x", "lnan", "l-nan")) == cause(text("concat(y)", "nan", "-nan"))
     assert cause(text("x", "-0.0", "0.0")) != cause(text("x", "nan", "-nan"))
     assert cause(text("upper(s)", "STRASSE", "STRAẞE")) != cause(text("lower(s)", "a", "b"))
+
+
+def test_plain_text_is_never_a_known_difference():
+    from engine import _plain
+
+    assert _plain("42", "bigint") and _plain("-7", "bigint")
+    assert not _plain("1.5", "bigint") and not _plain(" 12 ", "bigint")
+    assert _plain("1.50", "decimal(6,2)") and not _plain("1.234", "decimal(4,2)")
+    assert not _plain("123.4", "decimal(4,2)")
+    assert _plain("1e3", "double") and _plain("2024-01-31", "date")
+    assert _plain("2024-01-31 10:00:00", "timestamp") and not _plain("abc", "date")
