@@ -88,7 +88,10 @@ CORPUS: dict[str, list[str]] = {
         "m + 2.5", "2.5 * n", "2.5 + 2.5", "0.1 + 0.2", "1.50 * 2", "m / 2.5", "n * 1000",
         "CASE WHEN j <> 0 THEN m % j END", "m % 0.7", "n % -0.3", "-0.5 % 2", "m + 0.005",
         "n - 0.0005", "m * 0.1", "m = 1.5", "m > n", "m <= 0", "m < 0.05", "m = i",
-        "m + NULL",
+        "m + NULL", "n % nullif(CAST(m AS decimal(38,2)), 0)",
+        "CAST(m AS decimal(38,2)) % nullif(n, 0)",
+        "CAST(m AS decimal(30,2)) + CAST(n AS decimal(38,3))",
+        "CAST(m AS decimal(30,2)) * CAST(n AS decimal(10,3))",
     ],
     "errors": [
         # each must error on some row on both sides
