@@ -85,6 +85,7 @@ CORPUS: dict[str, list[str]] = {
     "arith_decimal": [
         "m + m", "m - n", "m + n", "m * n", "n * n", "m * 2", "m + 1", "m - i", "i + m",
         "i * m", "m / 3", "m / i", "m / m", "m / 0", "m % 2", "-m", "abs(m)", "abs(n)",
+        "CAST(m / 100 AS varchar)", "CAST(n / 7 AS varchar)", "CAST(0.57 / 12 AS varchar)",
         "m + 2.5", "2.5 * n", "2.5 + 2.5", "0.1 + 0.2", "1.50 * 2", "m / 2.5", "n * 1000",
         "CASE WHEN j <> 0 THEN m % j END", "m % 0.7", "n % -0.3", "-0.5 % 2", "m + 0.005",
         "n - 0.0005", "m * 0.1", "m = 1.5", "m > n", "m <= 0", "m < 0.05", "m = i",
