@@ -195,6 +195,64 @@ fn unreadable_input_exits_4_naming_the_file() {
     assert!(stderr.contains("broken.json line 2"), "{stderr}");
 }
 
+/// A spec of two text columns and one derived column, for expression tests.
+fn expression_spec(dir: &Path, sql: &str) -> PathBuf {
+    let spec = dir.join("expr.yaml");
+    let text = format!(
+        "name: expr\nsource: {{prefix: raw/expr/}}\nschema:\n  \
+         - {{name: id, type: bigint}}\n  - {{name: c, type: string}}\n\
+         steps:\n  - derive: {{column: out, sql: \"{sql}\"}}\n"
+    );
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
+#[test]
+fn a_failing_cast_exits_4_naming_file_line_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = expression_spec(dir.path(), "CAST(c AS bigint) + id");
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "id,c\n1,10\n2,11\n3,twelve\n4,13\n").unwrap();
+    let out = etl(&[
+        "run",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "in.csv line 4: steps[0].derive `CAST(c AS bigint) + id`: \
+             CAST to bigint: 'twelve' is not a valid bigint"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("i64") && !stderr.contains("str"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_expression_mixing_types_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = expression_spec(dir.path(), "c > 3");
+    let out = etl(&["validate", "--spec", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "expr.yaml line 7 (steps[0].derive.sql): cannot use `c > 3`: cannot compare `c` (string) with `3` \
+             (bigint); CAST one side"
+        ),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn quality_failure_exits_5_and_publishes_nothing() {
     let dir = tempfile::tempdir().unwrap();

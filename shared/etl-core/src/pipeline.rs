@@ -78,17 +78,27 @@ impl Pipeline {
         loader: &dyn ReferenceLoader,
         now: DateTime<Utc>,
     ) -> Result<Self, EtlError> {
-        let steps = steps::compile(&spec, now.timestamp_micros(), loader)?;
+        let named = |e: EtlError| match e {
+            EtlError::Spec(mut bad) if bad.file.is_empty() => {
+                bad.file.clone_from(&spec.file);
+                EtlError::Spec(bad)
+            }
+            other => other,
+        };
+        let steps = steps::compile(&spec, now.timestamp_micros(), loader).map_err(named)?;
         let fields: Vec<FieldSpec> = spec.schema.iter().map(|f| f.value.clone()).collect();
         let mut empty = Typer::new(&fields, &[], 0)
             .finish()
             .context(|| "building the input schema".to_string())?;
         let mut outcome = Outcome::default();
         for step in &steps {
-            empty = step.apply(empty, &mut outcome, None).map_err(|e| match e {
-                EtlError::Engine { source, .. } => step.spec_error(source.to_string()).into(),
-                other => other,
-            })?;
+            empty = step
+                .apply(empty, &mut outcome, None)
+                .map_err(|e| match e {
+                    EtlError::Engine { source, .. } => step.spec_error(source.to_string()).into(),
+                    other => other,
+                })
+                .map_err(named)?;
         }
         let mut output_schema = empty.schema().as_ref().clone();
         output_schema.shift_remove(LINE_COLUMN);
@@ -204,6 +214,14 @@ impl Pipeline {
             }
             SourceFormat::Json => read::read_json(&mut decoded, &read_opts, reader),
             SourceFormat::Ndjson => read::read_ndjson(&mut decoded, &read_opts, reader),
+        })
+        .map_err(|e| match e {
+            // A step refused a value: the step knew the line, the run knows the file.
+            EtlError::Input(mut bad) if bad.input.is_empty() => {
+                bad.input.clone_from(&opts.source_name);
+                EtlError::Input(bad)
+            }
+            other => other,
         })?;
         drop(decoded);
         let stages::Finished {

@@ -18,6 +18,9 @@ use crate::types::ColumnType;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
+    /// The file the spec was read from, for errors found after loading (not in the YAML).
+    #[serde(skip)]
+    pub file: String,
     /// Dataset name: the Glue table and the output prefix.
     pub name: String,
     #[serde(default)]
@@ -406,7 +409,7 @@ impl PipelineSpec {
 
     /// Parses and checks a spec; `file` names it in errors.
     pub fn from_yaml(text: &str, file: &str) -> Result<Self, SpecError> {
-        let spec: Self = serde_saphyr::from_str(text).map_err(|e| {
+        let mut spec: Self = serde_saphyr::from_str(text).map_err(|e| {
             let loc = e.location();
             SpecError {
                 file: file.to_string(),
@@ -419,6 +422,7 @@ impl PipelineSpec {
             e.file = file.to_string();
             e
         })?;
+        spec.file = file.to_string();
         Ok(spec)
     }
 

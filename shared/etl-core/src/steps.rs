@@ -56,7 +56,11 @@ enum Action {
         condition: String,
         expr: Expr,
     },
-    Derive(Expr),
+    /// A derived column; `sql` is the expression's text when it came from one.
+    Derive {
+        expr: Expr,
+        sql: String,
+    },
     /// A `regex_replace` whose pattern is one character class (see [`ClassReplace`]).
     ReplaceChars {
         from: String,
@@ -100,6 +104,12 @@ pub(crate) fn compile(
     now_us: i64,
     loader: &dyn ReferenceLoader,
 ) -> Result<Vec<CompiledStep>, EtlError> {
+    // The columns each step sees, with their types: expressions are typed against them.
+    let mut scope: Vec<(String, ColumnType)> = spec
+        .schema
+        .iter()
+        .map(|f| (f.value.name.clone(), f.value.ty))
+        .collect();
     spec.steps
         .iter()
         .enumerate()
@@ -120,11 +130,12 @@ pub(crate) fn compile(
                 Step::Filter(f) => Action::Filter {
                     name: f.name.clone(),
                     condition: f.condition.clone(),
-                    expr: sql(&f.condition, line, &label)?,
+                    expr: condition(&f.condition, &scope, line, &format!("{label}.where"))?,
                 },
                 Step::Derive(d) => 'derive: {
                     let expr = match d.expr().map_err(|m| SpecError::at(line, &label, m))? {
                         DeriveExpr::RegexReplace(r) => {
+                            set(&mut scope, &d.column, ColumnType::String);
                             if let Some(replace) = ClassReplace::compile(&r.pattern, &r.replacement)
                             {
                                 break 'derive Action::ReplaceChars {
@@ -139,9 +150,24 @@ pub(crate) fn compile(
                                 false,
                             )
                         }
-                        DeriveExpr::Sql(s) => sql(s, line, &label)?,
-                        DeriveExpr::Case(c) => case_expr(c, line, &label)?,
+                        DeriveExpr::Sql(text) => {
+                            let field = format!("{label}.sql");
+                            let c = crate::sql::compile(text, scope.as_slice())
+                                .map_err(|e| crate::sql::spec_error(text, line, &field, e))?;
+                            set(&mut scope, &d.column, c.ty);
+                            break 'derive Action::Derive {
+                                expr: c.expr.alias(d.column.as_str()),
+                                sql: text.to_string(),
+                            };
+                        }
+                        DeriveExpr::Case(c) => {
+                            let e = case_expr(c, &scope, line, &label)?;
+                            let ty = crate::validate::fill_value_type(&c.when[0].then);
+                            set(&mut scope, &d.column, ty);
+                            e
+                        }
                         DeriveExpr::Split(s) => {
+                            set(&mut scope, &d.column, ColumnType::String);
                             break 'derive Action::SplitPart {
                                 from: s.from.clone(),
                                 column: d.column.clone(),
@@ -150,18 +176,45 @@ pub(crate) fn compile(
                             };
                         }
                     };
-                    Action::Derive(expr.alias(d.column.as_str()))
+                    Action::Derive {
+                        expr: expr.alias(d.column.as_str()),
+                        sql: String::new(),
+                    }
                 }
-                Step::Join(j) => load_reference(j, loader, line, &label)?,
-                Step::Cast(c) => Action::Cast {
-                    column: c.column.clone(),
-                    to: c.to,
-                },
-                Step::ProcessedAt(p) => Action::Derive(
-                    lit(now_us)
-                        .cast(ColumnType::Timestamp.to_polars())
-                        .alias(p.column.as_str()),
-                ),
+                Step::Join(j) => {
+                    let join = load_reference(j, loader, line, &label)?;
+                    if let Action::Join {
+                        reference,
+                        right_on,
+                        ..
+                    } = &join
+                    {
+                        for c in reference.columns() {
+                            if c.name() != right_on.as_str() {
+                                let ty = ColumnType::from_polars(c.dtype())
+                                    .unwrap_or(ColumnType::String);
+                                set(&mut scope, c.name(), ty);
+                            }
+                        }
+                    }
+                    join
+                }
+                Step::Cast(c) => {
+                    set(&mut scope, &c.column, c.to);
+                    Action::Cast {
+                        column: c.column.clone(),
+                        to: c.to,
+                    }
+                }
+                Step::ProcessedAt(p) => {
+                    set(&mut scope, &p.column, ColumnType::Timestamp);
+                    Action::Derive {
+                        expr: lit(now_us)
+                            .cast(ColumnType::Timestamp.to_polars())
+                            .alias(p.column.as_str()),
+                        sql: String::new(),
+                    }
+                }
             };
             Ok(CompiledStep {
                 label,
@@ -172,27 +225,48 @@ pub(crate) fn compile(
         .collect()
 }
 
-fn sql(text: &str, line: Option<u64>, label: &str) -> Result<Expr, EtlError> {
-    Ok(crate::sql::parse_spec(text, line, label)?.expr)
+/// Sets a column's type in a step's scope (added, or replaced in place).
+fn set(scope: &mut Vec<(String, ColumnType)>, name: &str, ty: ColumnType) {
+    match scope.iter_mut().find(|(n, _)| n == name) {
+        Some(slot) => slot.1 = ty,
+        None => scope.push((name.to_string(), ty)),
+    }
 }
 
-fn case_expr(c: &CaseSpec, line: Option<u64>, label: &str) -> Result<Expr, EtlError> {
+/// A boolean SQL expression of a step, typed against the columns it sees.
+fn condition(
+    text: &str,
+    scope: &[(String, ColumnType)],
+    line: Option<u64>,
+    field: &str,
+) -> Result<Expr, EtlError> {
+    Ok(crate::sql::compile_condition(text, scope)
+        .map_err(|e| crate::sql::spec_error(text, line, field, e))?
+        .expr)
+}
+
+fn case_expr(
+    c: &CaseSpec,
+    scope: &[(String, ColumnType)],
+    line: Option<u64>,
+    label: &str,
+) -> Result<Expr, EtlError> {
+    let cond = |j: usize| {
+        let field = format!("{label}.case.when[{j}].if");
+        condition(&c.when[j].condition, scope, line, &field)
+    };
     let first = &c.when[0];
     let otherwise = match &c.otherwise {
         Some(v) => fill_lit(v),
         None => lit(NULL).cast(crate::validate::fill_value_type(&first.then).to_polars()),
     };
-    let then = when(sql(&first.condition, line, label)?).then(fill_lit(&first.then));
+    let then = when(cond(0)?).then(fill_lit(&first.then));
     let Some((second, rest)) = c.when[1..].split_first() else {
         return Ok(then.otherwise(otherwise));
     };
-    let mut chain = then
-        .when(sql(&second.condition, line, label)?)
-        .then(fill_lit(&second.then));
-    for w in rest {
-        chain = chain
-            .when(sql(&w.condition, line, label)?)
-            .then(fill_lit(&w.then));
+    let mut chain = then.when(cond(1)?).then(fill_lit(&second.then));
+    for (j, w) in rest.iter().enumerate() {
+        chain = chain.when(cond(j + 2)?).then(fill_lit(&w.then));
     }
     Ok(chain.otherwise(otherwise))
 }
@@ -440,7 +514,10 @@ impl CompiledStep {
                 }
                 df.lazy().with_columns(exprs).collect().context(ctx)
             }
-            Action::Derive(expr) => df.lazy().with_column(expr.clone()).collect().context(ctx),
+            Action::Derive { expr, sql } => {
+                let eval = |df: DataFrame| df.lazy().with_column(expr.clone()).collect();
+                eval(df.clone()).map_err(|e| self.evaluation_error(&df, eval, e, sql))
+            }
             Action::ReplaceChars {
                 from,
                 column,
@@ -463,12 +540,10 @@ impl CompiledStep {
                 condition,
                 expr,
             } => {
-                let mask = df
-                    .clone()
-                    .lazy()
-                    .select([expr.clone().alias("__keep")])
-                    .collect()
-                    .context(ctx)?;
+                let eval =
+                    |df: DataFrame| df.lazy().select([expr.clone().alias("__keep")]).collect();
+                let mask =
+                    eval(df.clone()).map_err(|e| self.evaluation_error(&df, eval, e, condition))?;
                 let mask = mask
                     .column("__keep")
                     .and_then(|c| c.bool().cloned())
@@ -511,6 +586,54 @@ impl CompiledStep {
 }
 
 impl CompiledStep {
+    /// The error of an expression that failed on `df`. A value SQL refuses (a CAST that
+    /// does not convert, an overflow) is bad input: the record is found by evaluating ever
+    /// shorter prefixes of the batch, and the error names its line and the value. Anything
+    /// else is the engine's.
+    fn evaluation_error(
+        &self,
+        df: &DataFrame,
+        eval: impl Fn(DataFrame) -> PolarsResult<DataFrame>,
+        e: PolarsError,
+        sql: &str,
+    ) -> EtlError {
+        let Some(first) = crate::sql::refused_value(&e) else {
+            return EtlError::Engine {
+                context: self.label.clone(),
+                source: e,
+            };
+        };
+        // The shortest failing prefix ends at the first failing row: `hi` rows fail,
+        // `lo` rows do not.
+        let (mut lo, mut hi) = (0, df.height());
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if eval(df.slice(0, mid)).is_err() {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        let row = hi.saturating_sub(1);
+        let message = eval(df.slice(row as i64, 1))
+            .err()
+            .and_then(|e| crate::sql::refused_value(&e))
+            .unwrap_or(first);
+        let line = df
+            .column(LINE_COLUMN)
+            .ok()
+            .and_then(|c| c.get(row).ok())
+            .and_then(|v| v.extract::<u64>());
+        let what = if sql.is_empty() {
+            self.label.clone()
+        } else {
+            format!("{} `{sql}`", self.label)
+        };
+        let mut bad = crate::error::InputError::new("", format!("{what}: {message}"));
+        bad.line = line;
+        bad.into()
+    }
+
     /// Wakes workers waiting for a turn at this step: a batch before theirs failed.
     pub fn abort(&self) {
         if let Action::Dedup { seen, .. } = &self.action {
@@ -565,8 +688,17 @@ fn cast_column(
             let typed = typer.finish()?;
             (typed.column(column)?.clone(), failures)
         } else {
-            let cast = source
-                .cast_with_options(&target, polars::chunked_array::cast::CastOptions::NonStrict)?;
+            // The conversion of SQL's TRY_CAST (README "Casts"), so a cast step and an
+            // expression agree; a value that does not convert comes back NULL.
+            let from = ColumnType::from_polars(source.dtype()).ok_or_else(|| {
+                PolarsError::ComputeError(format!("cannot cast a {} column", source.dtype()).into())
+            })?;
+            let cast = DataFrame::new(source.len(), vec![source.clone()])?
+                .lazy()
+                .select([crate::sql::try_cast(column, from, to)])
+                .collect()?
+                .column(column)?
+                .clone();
             let failures = source
                 .is_not_null()
                 .iter()

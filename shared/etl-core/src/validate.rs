@@ -419,7 +419,7 @@ fn require_text(
 }
 
 fn check_sql(sql: &str, line: Option<u64>, field: &str, cols: &Columns) -> Result<(), SpecError> {
-    for name in &crate::sql::parse_spec(sql, line, field)?.columns {
+    for name in &crate::sql::columns(sql, line, field)? {
         cols.require(name, line, field)?;
     }
     Ok(())
