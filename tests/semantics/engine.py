@@ -388,7 +388,7 @@ class Session:
             if e.error is not None and d.error is not None and not e.crashed:
                 return []  # both error: agreement (a crash never is)
             m = Mismatch(expr, None, None, e, d, "error")
-            return [] if known(m, self) else [m]
+            return [] if not e.crashed and known(m, self) else [m]
         out = []
         ef, df = family(e.type), family(d.type)
         if df is not None and ef != df:
