@@ -6,6 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 STATS = {"expressions": 0, "rows": 0, "values": 0, "engine_runs": 0}
+NOTES: list[str] = []  # one line per test module, printed after the totals
 
 
 def count(session, expressions: int) -> None:
@@ -23,3 +24,5 @@ def pytest_terminal_summary(terminalreporter):
             f"(expression x row, over {s['rows']} base rows in all), "
             f"{s['engine_runs']} engine runs"
         )
+    for line in NOTES:
+        terminalreporter.write_line(f"semantics: {line}")

@@ -30,6 +30,8 @@ def results():
         found,
     )
     conftest.count(s, len(exprs))
+    conftest.NOTES.append(f"corpus: {len(exprs)} expressions x {len(s.ids)} rows, "
+                          f"{len(found)} mismatches")
     yield s, eng, duck, by_topic
     s.close()
 

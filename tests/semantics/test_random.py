@@ -124,5 +124,5 @@ def _check(s: Session):
         f"{both_errors} errored on both sides."
     )
     record_findings("random", summary, list(minimal.values()))
-    print(f"\nrandom: {summary}")
+    conftest.NOTES.append(f"random: {summary}")
     assert not bad, summary + "\n\n" + "\n\n".join(m.describe() for m in minimal.values())
