@@ -33,13 +33,8 @@ const MAX_PRECISION: u8 = 38;
 
 /// Types an expression; the error names the part at fault.
 pub(crate) fn check(ast: &Ast, scope: &(impl Scope + ?Sized)) -> Checked {
-    let t = Checker { scope }.expr(ast)?;
-    // An expression that is only NULL still needs a column type.
-    Ok(if t.is_null_literal() {
-        null(ColumnType::String)
-    } else {
-        t
-    })
+    // A bare NULL is typed string; CAST(NULL AS bigint) keeps its type.
+    Checker { scope }.expr(ast)
 }
 
 /// A condition (filter, CASE WHEN): the expression must be boolean.
@@ -109,12 +104,19 @@ fn common_numeric(a: &Typed, b: &Typed) -> ColumnType {
         (T::Double, _) | (_, T::Double) => T::Double,
         (T::Bigint, T::Bigint) => T::Bigint,
         _ => {
-            let ((pa, sa), (pb, sb)) = (decimal_shape(a), decimal_shape(b));
-            let scale = sa.max(sb);
-            let digits = (pa - sa).max(pb - sb);
+            // Past 38 digits the integer digits are kept and the scale gives way:
+            // decimal(6,3) and decimal(38,2) meet in decimal(38,2), as in DuckDB.
+            let (digits, scale) = decimal_digits(a, b);
+            let scale = scale.min(MAX_PRECISION.saturating_sub(digits));
             decimal((digits + scale).min(MAX_PRECISION), scale)
         }
     }
+}
+
+/// The integer digits and the scale two decimals (or a decimal and a bigint) need.
+fn decimal_digits(a: &Typed, b: &Typed) -> (u8, u8) {
+    let ((pa, sa), (pb, sb)) = (decimal_shape(a), decimal_shape(b));
+    ((pa - sa).max(pb - sb), sa.max(sb))
 }
 
 struct Checker<'a, S: Scope + ?Sized> {
@@ -326,11 +328,18 @@ impl<S: Scope + ?Sized> Checker<'_, S> {
                     BinOp::Sub => Arith::Sub,
                     _ => Arith::Mod,
                 };
-                let common = common_numeric(&l, &r);
-                let ty = match common {
-                    // The sum of two decimals needs one more integer digit.
-                    ColumnType::Decimal { precision, scale } if arith != Arith::Mod => {
-                        decimal((precision + 1).min(MAX_PRECISION), scale)
+                let ty = match common_numeric(&l, &r) {
+                    ColumnType::Decimal { .. } => {
+                        let (digits, scale) = decimal_digits(&l, &r);
+                        match arith {
+                            // A sum needs one more integer digit; at 38 the scale stays.
+                            Arith::Add | Arith::Sub => {
+                                decimal((digits + scale + 1).min(MAX_PRECISION), scale)
+                            }
+                            // A remainder past 38 digits is computed as a double.
+                            _ if digits + scale > MAX_PRECISION => ColumnType::Double,
+                            _ => decimal(digits + scale, scale),
+                        }
                     }
                     other => other,
                 };
@@ -848,6 +857,19 @@ mod tests {
         assert_eq!(ty("NULL"), "string");
         assert_eq!(ty("date_part('year', d)"), "bigint");
         assert_eq!(ty("CASE WHEN b THEN d ELSE t END"), "timestamp");
+        assert_eq!(
+            ty("coalesce(CAST(m AS decimal(6,3)), CAST(m AS decimal(38,2)))"),
+            "decimal(38,2)"
+        );
+        assert_eq!(
+            ty("CAST(m AS decimal(8,4)) % CAST(m AS decimal(38,2))"),
+            "double"
+        );
+        assert_eq!(
+            ty("CAST(m AS decimal(38,2)) + CAST(m AS decimal(8,4))"),
+            "decimal(38,4)"
+        );
+        assert_eq!(ty("CAST(NULL AS bigint)"), "bigint");
     }
 
     #[test]

@@ -102,7 +102,8 @@ pub(crate) fn decimal_text(v: i128, scale: u8) -> String {
 /// and from 1e16 on (`1e+16`, `1e-05`), as Python's repr does.
 pub(crate) fn double_text(x: f64) -> String {
     if x.is_nan() {
-        return "nan".into();
+        // 0/0 on x86 is a NaN with the sign bit set, which DuckDB prints as -nan.
+        return if x.is_sign_negative() { "-nan" } else { "nan" }.into();
     }
     if x.is_infinite() {
         return if x > 0.0 { "inf".into() } else { "-inf".into() };
@@ -519,15 +520,24 @@ fn decimal_scale(c: &Column) -> u8 {
     }
 }
 
-/// SQL's `%` on doubles: the dividend's sign (C's fmod); x % 0 is NaN.
-pub(crate) fn double_mod(cols: &[Column]) -> PolarsResult<Column> {
+/// `+ - * / %` on doubles, one IEEE operation per value: polars' scalar kernels take
+/// shortcuts (`x + 0` keeps -0.0, `x / c` multiplies by 1/c) that change the last bit.
+/// `%` keeps the dividend's sign (C's fmod); x % 0 is NaN.
+pub(crate) fn double_arith(op: Arith, cols: &[Column]) -> PolarsResult<Column> {
     let n = out_len(cols);
     let (a, b) = (f64s(&cols[0], n)?, f64s(&cols[1], n)?);
-    let out: Float64Chunked = a.into_iter().zip(b).map(|(a, b)| Some(a? % b?)).collect();
+    let f: fn(f64, f64) -> f64 = match op {
+        Arith::Add => |a, b| a + b,
+        Arith::Sub => |a, b| a - b,
+        Arith::Mul => |a, b| a * b,
+        Arith::Div => |a, b| a / b,
+        Arith::Mod => |a, b| a % b,
+    };
+    let out: Float64Chunked = a.into_iter().zip(b).map(|(a, b)| Some(f(a?, b?))).collect();
     Ok(out.into_column())
 }
 
-/// Unary minus and abs() on bigint and decimal; the smallest bigint has no positive twin.
+/// Unary minus and abs(); the smallest bigint has no positive twin, and abs(-0.0) is 0.0.
 pub(crate) fn negate(c: Column, ty: ColumnType, abs: bool) -> PolarsResult<Column> {
     let n = c.len();
     let name = if abs { "abs" } else { "-" };
@@ -561,7 +571,14 @@ pub(crate) fn negate(c: Column, ty: ColumnType, abs: bool) -> PolarsResult<Colum
                 .collect();
             Ok(decimal_column(values, precision, scale))
         }
-        _ => unreachable!("negate takes bigint or decimal"),
+        ColumnType::Double => {
+            let out: Float64Chunked = f64s(&c, n)?
+                .into_iter()
+                .map(|v| v.map(|v| if abs { v.abs() } else { -v }))
+                .collect();
+            Ok(out.into_column())
+        }
+        _ => unreachable!("negate takes a number"),
     }
 }
 
@@ -586,6 +603,11 @@ pub(crate) fn change_case(c: Column, upper: bool) -> PolarsResult<Column> {
         }
     });
     Ok(out.into_column())
+}
+
+/// lower() of one string.
+pub(crate) fn lower_text(s: &str) -> String {
+    s.chars().map(lower_char).collect()
 }
 
 fn upper_char(c: char) -> char {

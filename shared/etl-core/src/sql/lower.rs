@@ -68,13 +68,8 @@ fn expr(t: &Typed, guard: Option<&Expr>) -> Expr {
         }
         Node::Neg(e) => {
             let input = one(operands(t, &[e], guard));
-            match t.ty {
-                ColumnType::Double => -input,
-                ty => input.map(
-                    move |c| kernels::negate(c, ty, false),
-                    move |_, f| Ok(f.clone()),
-                ),
-            }
+            let ty = t.ty;
+            input.map(move |c| kernels::negate(c, ty, false), output(ty))
         }
         Node::Not(e) => expr(e, guard).not(),
         Node::IsNull(e) => expr(e, guard).is_null(),
@@ -117,7 +112,19 @@ fn expr(t: &Typed, guard: Option<&Expr>) -> Expr {
             pattern,
             escape,
             case_insensitive,
-        } => like(expr(e, guard), pattern, *escape, *case_insensitive),
+        } => {
+            let text = expr(e, guard);
+            if *case_insensitive {
+                // ILIKE compares lower-cased text, one code point at a time (as lower()).
+                let lowered = text.map(
+                    |c| kernels::change_case(c, false),
+                    output(ColumnType::String),
+                );
+                like(lowered, &kernels::lower_text(pattern), *escape, false)
+            } else {
+                like(text, pattern, *escape, false)
+            }
+        }
         Node::Concat(l, r) => expr(l, guard) + expr(r, guard),
         Node::Case {
             branches,
@@ -190,12 +197,8 @@ fn cast(e: Expr, from: ColumnType, to: ColumnType, strict: bool) -> Expr {
 
 fn arith(op: Arith, l: Expr, r: Expr, ty: ColumnType) -> Expr {
     match (op, ty) {
-        (Arith::Div, _) => l / r,
-        (Arith::Add, ColumnType::Double) => l + r,
-        (Arith::Sub, ColumnType::Double) => l - r,
-        (Arith::Mul, ColumnType::Double) => l * r,
-        (Arith::Mod, ColumnType::Double) => map_multiple(
-            |c: &mut [Column]| kernels::double_mod(c),
+        (_, ColumnType::Double) => map_multiple(
+            move |c: &mut [Column]| kernels::double_arith(op, c),
             [l, r],
             output_many(ty),
         ),
@@ -269,16 +272,20 @@ fn function(func: Func, args: &[Typed], t: &Typed, guard: Option<&Expr>) -> Expr
                     one(a).map(move |c| kernels::change_case(c, upper), output(ty))
                 }
                 Func::Trim(side) => {
-                    let chars = if a.len() == 2 {
-                        a.pop().expect("two")
-                    } else {
-                        lit(" ")
-                    };
+                    let given = (a.len() == 2).then(|| a.pop().expect("two"));
+                    let chars = given.clone().unwrap_or_else(|| lit(" "));
                     let s = one(a).str();
-                    match side {
+                    let trimmed = match side {
                         Side::Both => s.strip_chars(chars),
                         Side::Start => s.strip_chars_start(chars),
                         Side::End => s.strip_chars_end(chars),
+                    };
+                    // polars reads NULL characters as "whitespace"; SQL's answer is NULL.
+                    match given {
+                        Some(g) => when(g.is_null())
+                            .then(typed_null(ColumnType::String))
+                            .otherwise(trimmed),
+                        None => trimmed,
                     }
                 }
                 Func::Length => one(a).str().len_chars().cast(DataType::Int64),
@@ -289,15 +296,7 @@ fn function(func: Func, args: &[Typed], t: &Typed, guard: Option<&Expr>) -> Expr
                     map_multiple(|c: &mut [Column]| kernels::replace(c), a, output_many(ty))
                 }
                 Func::ConcatSkipNulls => concat_str(a, "", true),
-                Func::Abs => {
-                    let e = one(a);
-                    match ty {
-                        ColumnType::Double => {
-                            when(e.clone().lt(lit(0.0))).then(-e.clone()).otherwise(e)
-                        }
-                        ty => e.map(move |c| kernels::negate(c, ty, true), output(ty)),
-                    }
-                }
+                Func::Abs => one(a).map(move |c| kernels::negate(c, ty, true), output(ty)),
                 Func::StartsWith | Func::EndsWith => {
                     let (s, p) = two(a);
                     if func == Func::StartsWith {

@@ -256,6 +256,24 @@ mod tests {
     }
 
     #[test]
+    fn doubles_are_ieee_to_the_last_bit() {
+        // polars' own scalar kernels multiply by 1/c and keep -0.0 in x + 0.
+        assert_eq!(
+            strs("CAST(a / 3 AS varchar)")[3].as_deref(),
+            Some("3.3333333333333335")
+        );
+        assert_eq!(
+            strs("CAST(abs(-0e0) AS varchar)")[0].as_deref(),
+            Some("0.0")
+        );
+        assert_eq!(strs("CAST(-0e0 + 0 AS varchar)")[0].as_deref(), Some("0.0"));
+        assert_eq!(strs("CAST(0e0 / 0 AS varchar)")[0].as_deref(), Some("-nan"));
+        assert_eq!(eval("CAST(NULL AS bigint)").dtype(), &DataType::Int64);
+        assert_eq!(strs("ltrim('xa', NULL)")[0], None);
+        assert_eq!(bools("'İstanbul' ILIKE 'i%'"), [Some(true)]);
+    }
+
+    #[test]
     fn decimals_keep_their_scale() {
         assert_eq!(eval("m + m").dtype(), &DataType::Decimal(13, 2));
         assert_eq!(strs("CAST(m * 2 AS varchar)")[0].as_deref(), Some("1.14"));
