@@ -898,12 +898,7 @@ class Model:
         elif kind == "filter":
             self.reject(to_duckdb(s[2]), f"filter:{s[1]}")
         elif kind == "sql":
-            expr = to_duckdb(s[2])
-            if self.sql(f"DESCRIBE SELECT ({expr}) AS v FROM cur").fetchone()[1] == "VARCHAR":
-                # DuckDB prints the sign bit of a NaN (x86's 0/0 is '-nan'); a NaN's sign means
-                # nothing and README's text of one is 'nan'.
-                expr = f"replace({expr}, '-nan', 'nan')"
-            self.with_column(s[1], expr)
+            self.with_column(s[1], to_duckdb(s[2]))
         elif kind == "case":
             whens = " ".join(f"WHEN {to_duckdb(c)} THEN {lit(t)}" for c, t in s[2])
             self.with_column(s[1], f"CASE {whens} ELSE {lit(s[3])} END")

@@ -159,6 +159,9 @@ pub(crate) fn read_csv(
     visitor: &mut dyn RecordVisitor,
 ) -> Result<InputColumns, EtlError> {
     skip_bom(input, opts.name)?;
+    // After a CRLF the csv reader starts the next record at the LF, before counting it, so
+    // every line it reports is one short. A file's first line tells which endings it uses.
+    let line_offset = u64::from(ends_with_crlf(input, opts.name)?);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -219,7 +222,7 @@ pub(crate) fn read_csv(
             Ok(true) => {}
             Err(e) => return Err(csv_error(opts.name, e)),
         }
-        let line = record.position().map_or(0, csv::Position::line);
+        let line = record.position().map_or(0, csv::Position::line) + line_offset;
         if record.len() != width {
             let raw = record
                 .iter()
@@ -243,6 +246,17 @@ pub(crate) fn read_csv(
         )?;
     }
     Ok(columns)
+}
+
+/// Whether the first line of the input ends with CRLF (looked at without consuming it).
+fn ends_with_crlf(input: &mut dyn BufRead, name: &str) -> Result<bool, EtlError> {
+    let buf = input
+        .fill_buf()
+        .map_err(|e| EtlError::io(format!("reading {name}"), e))?;
+    Ok(buf
+        .iter()
+        .position(|&b| b == b'\n')
+        .is_some_and(|i| i > 0 && buf[i - 1] == b'\r'))
 }
 
 fn csv_error(name: &str, e: csv::Error) -> EtlError {

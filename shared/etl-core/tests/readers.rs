@@ -53,6 +53,25 @@ fn crlf_and_bom_are_transparent() {
 }
 
 #[test]
+fn crlf_lines_are_numbered_as_in_the_file() {
+    // Line 3 is bad, and line 4's quoted field spans lines 4 and 5.
+    let input = b"id,name,amount\r\n1,a,1\r\nx,b,2\r\n3,\"c\r\nd\",3\r\n4,e,lots\r\n";
+    let r = ok(input, "x.csv");
+    assert_eq!(counts(&r.manifest), (4, 2, 0, 2));
+    let lines: Vec<Option<u64>> = r
+        .quarantine()
+        .column("_source_line")
+        .unwrap()
+        .cast(&DataType::UInt64)
+        .unwrap()
+        .u64()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(lines, [Some(3), Some(6)]);
+}
+
+#[test]
 fn empty_file_and_header_only_give_no_rows_and_no_files() {
     for input in [&b""[..], b"id,name,amount\n"] {
         let r = ok(input, "x.csv");
