@@ -67,7 +67,7 @@ validate-spec: etl ## Check a pipeline spec: make validate-spec SPEC=infra/pipel
 	$(ETL) validate --spec $(SPEC)
 
 .PHONY: validate
-validate: ## cfn-lint the template and state machines, sam validate --lint
+validate: ## cfn-lint the template and state machines, sam validate --lint, checkov
 	infra/tools.sh validate
 
 .PHONY: deploy-local

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Deploy and validation tools from infra/requirements.lock (aws-sam-cli, cfn-lint), in a venv
-# under ${ETL_CACHE_DIR:-~/.cache/serverless-etl}; installed on first use.
+# Deploy and validation tools from infra/requirements.lock (aws-sam-cli, cfn-lint) and
+# infra/checkov.lock (checkov), in venvs under ${ETL_CACHE_DIR:-~/.cache/serverless-etl};
+# installed on first use.
 #
 #   infra/tools.sh validate     cfn-lint on the template and on each state machine definition,
-#                               then `sam validate --lint`
+#                               `sam validate --lint`, then checkov on the template
 #   infra/tools.sh sam ARGS...  run the pinned SAM CLI (make deploy / destroy use it)
 set -euo pipefail
 
@@ -21,6 +22,12 @@ validate() {
     # sam validate needs a region but no credentials or network.
     AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" "$VENV/bin/sam" validate --lint \
         --template template.yaml
+    local checkov
+    checkov="$("$HERE/../tests/venv.sh" "$HERE/checkov.lock" checkov)"
+    # --skip-download: no calls to Prisma Cloud for guidelines (this needs no account or network).
+    # Checks that do not apply are skipped in each resource's Metadata, with the reason.
+    "$checkov/bin/checkov" --file template.yaml --framework cloudformation --skip-download \
+        --compact --quiet
 }
 
 case "${1:-}" in

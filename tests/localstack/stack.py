@@ -181,14 +181,15 @@ def delete(stack: str) -> None:
     cfn = client("cloudformation")
     if stack_status(cfn, stack) is None:
         return
-    # CloudFormation refuses to delete non-empty buckets; empty the stack's own first.
+    # CloudFormation refuses to delete non-empty buckets; empty the stack's own first. Every
+    # version and delete marker: in a versioned bucket (raw) a plain delete only adds a marker.
     s3 = client("s3")
     for res in cfn.describe_stack_resources(StackName=stack)["StackResources"]:
         if res["ResourceType"] == "AWS::S3::Bucket":
             bucket = res["PhysicalResourceId"]
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                for obj in page.get("Contents", []):
-                    s3.delete_object(Bucket=bucket, Key=obj["Key"])
+            for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+                for obj in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                    s3.delete_object(Bucket=bucket, Key=obj["Key"], VersionId=obj["VersionId"])
     cfn.delete_stack(StackName=stack)
     status = wait(cfn, stack)
     if status != "DELETE_COMPLETE":
