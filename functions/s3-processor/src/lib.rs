@@ -277,17 +277,7 @@ async fn process_object(
         base: config.pipelines_dir.clone(),
         runtime: tokio::runtime::Handle::current(),
     };
-    let spec = spec.clone();
-    let body = tokio_util::io::SyncIoBridge::new(object.into_reader());
-    // The engine is synchronous and CPU-bound: run it off the async workers; the bridge
-    // streams the S3 body into it, so memory stays flat whatever the object's size.
-    let manifest = tokio::task::spawn_blocking(move || {
-        let pipeline = Pipeline::compile(spec, &loader, Utc::now())?;
-        pipeline.run(body, &opts)
-    })
-    .await
-    .map_err(|e| EtlError::internal(format!("engine task failed: {e}")))?
-    .map_err(|e| engine_error(&source_name, e))?;
+    let manifest = run_engine(spec.clone(), loader, object, opts).await?;
 
     publish(&manifest, work.path(), &dataset, &id, clients, config).await?;
     if manifest.status == RunStatus::Succeeded
@@ -324,20 +314,46 @@ async fn process_object(
     })
 }
 
+/// Runs `spec` over the object's body. The engine is synchronous and CPU-bound: it runs
+/// off the async workers, and a bridge streams the body into it, so memory stays flat
+/// whatever the object's size.
+async fn run_engine(
+    spec: PipelineSpec,
+    loader: impl ReferenceLoader + Send + 'static,
+    object: etl_aws::s3::RangedObject,
+    opts: RunOptions,
+) -> Result<RunManifest, EtlError> {
+    let body = tokio_util::io::SyncIoBridge::new(object.into_reader());
+    let source_name = opts.source_name.clone();
+    tokio::task::spawn_blocking(move || {
+        let pipeline = Pipeline::compile(spec, &loader, Utc::now())?;
+        pipeline.run(body, &opts)
+    })
+    .await
+    .map_err(|e| EtlError::internal(format!("engine task failed: {e}")))?
+    .map_err(|e| engine_error(&source_name, e))
+}
+
+/// The class of an engine failure. The engine reports undecodable or over-limit input as
+/// `Input`; an I/O error is either the S3 stream's (it carries an [`EtlError`] with the
+/// class the S3 call was given, whatever `io::ErrorKind` it travels as) or the local file
+/// system's (the work dir, a reference file under PIPELINES_DIR), which no retry of the
+/// same function fixes: `InternalError`, for a person to look at.
 fn engine_error(source: &str, e: etl_core::EtlError) -> EtlError {
     match &e {
         etl_core::EtlError::Spec(_) | etl_core::EtlError::Input(_) => {
             EtlError::invalid_input(e.to_string())
         }
-        // Data a decoder refuses (a .gz that is not gzip, corrupt zstd) fails the same way
-        // on every retry: the file is bad, not the connection.
-        etl_core::EtlError::Io { source: io, .. }
-            if io.kind() == std::io::ErrorKind::InvalidData =>
-        {
-            EtlError::invalid_input(format!("{source}: {e}"))
+        etl_core::EtlError::Io { source: io, .. } => {
+            match etl_core::find_cause::<EtlError>(io) {
+                Some(aws) => EtlError::new(aws.kind(), format!("{source}: {e}")),
+                // Marked as the source's but not by the S3 reader: the stream broke.
+                None if etl_core::find_cause::<etl_core::SourceFailure>(io).is_some() => {
+                    EtlError::transient(format!("{source}: {e}"))
+                }
+                None => EtlError::internal(format!("{source}: local file system: {e}")),
+            }
         }
-        // A broken S3 stream surfaces as an I/O error while reading.
-        etl_core::EtlError::Io { .. } => EtlError::transient(format!("{source}: {e}")),
         etl_core::EtlError::Engine { .. } => EtlError::internal(format!("{source}: {e}")),
     }
 }
@@ -596,7 +612,8 @@ struct S3References {
 
 impl ReferenceLoader for S3References {
     fn load(&self, path: &str) -> Result<Vec<u8>, etl_core::EtlError> {
-        let io = |context: String, e: String| etl_core::EtlError::Io {
+        // The S3 error rides along whole, so engine_error classifies it by its own kind.
+        let io = |context: String, e: EtlError| etl_core::EtlError::Io {
             context,
             source: std::io::Error::other(e),
         };
@@ -604,19 +621,24 @@ impl ReferenceLoader for S3References {
             let (bucket, key) = rest.split_once('/').ok_or_else(|| {
                 io(
                     format!("reference {path}"),
-                    "expected s3://bucket/key".into(),
+                    EtlError::invalid_input("expected s3://bucket/key"),
                 )
             })?;
             // Called from the blocking engine thread, so blocking on the runtime is safe.
             return self.runtime.block_on(async {
                 let o = etl_aws::s3::get_object(&self.s3, bucket, key)
                     .await
-                    .map_err(|e| io(format!("reading reference {path}"), e.to_string()))?;
+                    .map_err(|e| io(format!("reading reference {path}"), e))?;
                 o.body
                     .collect()
                     .await
                     .map(|b| b.into_bytes().to_vec())
-                    .map_err(|e| io(format!("reading reference {path}"), e.to_string()))
+                    .map_err(|e| {
+                        io(
+                            format!("reading reference {path}"),
+                            EtlError::transient(e.to_string()),
+                        )
+                    })
             });
         }
         let base = self.base.clone().unwrap_or_default();
@@ -631,17 +653,142 @@ impl ReferenceLoader for S3References {
 mod tests {
     use super::*;
 
-    #[test]
-    fn undecodable_data_is_invalid_input_and_a_broken_stream_is_transient() {
-        let io = |kind| etl_core::EtlError::Io {
-            context: "reading s3://b/k.csv.gz".into(),
-            source: std::io::Error::new(kind, "invalid gzip header"),
+    /// The sample's rows many times over, so a cut or a flipped byte lands mid-stream.
+    fn big_csv() -> Vec<u8> {
+        let sample = include_str!("../../../infra/samples/customers.csv");
+        let (header, rows) = sample.split_once('\n').unwrap();
+        let mut csv = format!("{header}\n");
+        for _ in 0..200 {
+            csv.push_str(rows);
+        }
+        csv.into_bytes()
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// With a checksum, as the zstd command line writes by default.
+    fn zstd(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        e.include_checksum(true).unwrap();
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn flipped(mut data: Vec<u8>) -> Vec<u8> {
+        let mid = data.len() / 2;
+        for b in &mut data[mid..mid + 16] {
+            *b ^= 0x5a;
+        }
+        data
+    }
+
+    fn halved(mut data: Vec<u8>) -> Vec<u8> {
+        data.truncate(data.len() / 2);
+        data
+    }
+
+    struct NoReferences;
+    impl ReferenceLoader for NoReferences {
+        fn load(&self, path: &str) -> Result<Vec<u8>, etl_core::EtlError> {
+            panic!("no reference expected, asked for {path}")
+        }
+    }
+
+    /// Runs the customers spec over `parts` streamed as the ranged S3 reader streams them.
+    async fn run_parts(
+        key: &str,
+        parts: Vec<Result<bytes::Bytes, EtlError>>,
+    ) -> Result<RunManifest, EtlError> {
+        use futures::StreamExt;
+        let work = tempfile::tempdir().unwrap();
+        let object = etl_aws::s3::RangedObject {
+            size: 0,
+            etag: None,
+            last_modified: None,
+            parts: futures::stream::iter(parts).boxed(),
         };
-        let corrupt = engine_error("s3://b/k.csv.gz", io(std::io::ErrorKind::InvalidData));
-        assert_eq!(corrupt.error_type(), "InvalidInput");
-        assert!(corrupt.to_string().contains("s3://b/k.csv.gz"));
-        let dropped = engine_error("s3://b/k.csv.gz", io(std::io::ErrorKind::ConnectionReset));
-        assert_eq!(dropped.error_type(), "TransientError");
+        let opts = RunOptions {
+            source_name: format!("s3://raw/{key}"),
+            source_id: "test".into(),
+            etag: None,
+            data_dir: work.path().join("data"),
+            quarantine_path: work.path().join("quarantine.parquet"),
+            batch_size: 1024,
+            threads: Some(1),
+        };
+        let spec = config()
+            .spec_for("raw-data/customers/x.csv")
+            .unwrap()
+            .clone();
+        run_engine(spec, NoReferences, object, opts).await
+    }
+
+    async fn run_bytes(key: &str, data: Vec<u8>) -> Result<RunManifest, EtlError> {
+        run_parts(key, vec![Ok(data.into())]).await
+    }
+
+    #[tokio::test]
+    async fn broken_compressed_files_are_invalid_input() {
+        let csv = big_csv();
+        // The intact files read: the failures below are the damage, not the setup.
+        for (key, data) in [("ok.csv.gz", gzip(&csv)), ("ok.csv.zst", zstd(&csv))] {
+            let m = run_bytes(key, data).await.unwrap();
+            assert!(m.counts.rows_in > 1000, "{key}: {:?}", m.counts);
+        }
+        let cases = [
+            ("truncated.csv.gz", halved(gzip(&csv))),
+            ("corrupt.csv.gz", flipped(gzip(&csv))),
+            ("truncated.csv.zst", halved(zstd(&csv))),
+            ("corrupt.csv.zst", flipped(zstd(&csv))),
+            // Plain text under a compressed name, and one compression under the other's.
+            ("plain.csv.gz", csv.clone()),
+            ("plain.csv.zst", csv.clone()),
+            ("zstd.csv.gz", zstd(&csv)),
+        ];
+        for (key, data) in cases {
+            let err = run_bytes(key, data).await.unwrap_err();
+            assert_eq!(err.error_type(), "InvalidInput", "{key}: {err}");
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_s3_stream_keeps_the_class_the_s3_reader_gave() {
+        let csv = big_csv();
+        for (key, data) in [
+            ("a.csv", csv.clone()),
+            ("a.csv.gz", gzip(&csv)),
+            ("a.csv.zst", zstd(&csv)),
+        ] {
+            // The first part arrives, then the stream fails mid-object as the ranged
+            // reader does when a part's retries run out.
+            let first = bytes::Bytes::from(data[..data.len() / 2].to_vec());
+            for (failure, want) in [
+                (
+                    EtlError::transient("reading bytes: connection reset"),
+                    "TransientError",
+                ),
+                (EtlError::not_found("reading bytes: NoSuchKey"), "NotFound"),
+                (
+                    EtlError::new(
+                        etl_aws::ErrorKind::AccessDenied,
+                        "reading bytes: AccessDenied",
+                    ),
+                    "AccessDenied",
+                ),
+            ] {
+                let err = run_parts(key, vec![Ok(first.clone()), Err(failure)])
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.error_type(), want, "{key}: {err}");
+            }
+        }
     }
 
     fn env(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {

@@ -15,7 +15,7 @@ use aws_sdk_glue::types::{
     Column, DatabaseInput, PartitionInput, SerDeInfo, StorageDescriptor, Table, TableInput,
 };
 
-use crate::error::{ErrorKind, EtlError, classify_code_status};
+use crate::error::{ErrorKind, EtlError, Service, classify_code_status};
 
 pub const PARQUET_INPUT_FORMAT: &str =
     "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
@@ -446,7 +446,7 @@ pub async fn add_partitions(
             }
         }
         if let Some((values, code, message)) = failures.first() {
-            let kind = classify_code_status(code.as_deref(), None);
+            let kind = classify_code_status(Service::Glue, code.as_deref(), None);
             return Err(EtlError::new(
                 if kind == ErrorKind::Internal {
                     ErrorKind::InvalidInput

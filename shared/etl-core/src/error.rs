@@ -139,6 +139,27 @@ impl EtlError {
     }
 }
 
+/// The first `T` in an error's chain. An `io::Error`'s payload is looked into as well:
+/// `io::Error::source` skips it, and readers mark their errors by wrapping them there.
+pub fn find_cause<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(payload) => Some(payload as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
 /// Adds context to polars errors, which on their own rarely say which step failed.
 pub(crate) trait PolarsContext<T> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T, EtlError>;

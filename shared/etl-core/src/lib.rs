@@ -11,6 +11,7 @@ mod batch;
 mod chars;
 pub mod error;
 mod hash;
+mod limits;
 pub mod manifest;
 mod ordered;
 mod pipeline;
@@ -26,7 +27,8 @@ mod validate;
 mod write;
 
 pub use alloc::tune_allocator;
-pub use error::{EtlError, InputError, SpecError};
+pub use error::{EtlError, InputError, SpecError, find_cause};
+pub use limits::SourceFailure;
 pub use manifest::{Counts, RunManifest, RunStatus, SchemaColumn};
 pub use pipeline::{DEFAULT_BATCH_SIZE, Pipeline, RunOptions, source_id};
 pub use read::InputColumns;

@@ -11,6 +11,7 @@ use polars::prelude::*;
 
 use crate::batch::{LINE_COLUMN, Typer};
 use crate::error::{EtlError, PolarsContext, SpecError};
+use crate::limits::{self, Guarded, Limits, MarkBoundaries, Source};
 use crate::manifest::{
     Counts, MANIFEST_VERSION, QuarantineFile, RunManifest, RunStatus, SchemaColumn, SourceInfo,
 };
@@ -68,7 +69,25 @@ pub fn source_id(text: &str) -> String {
             }
         })
         .collect();
-    id.trim_matches('_').to_string()
+    shorten_id(id.trim_matches('_'))
+}
+
+/// The longest id kept as it is: file names derive from ids (`<id>.parquet`), and file
+/// systems refuse names over 255 bytes.
+pub const MAX_SOURCE_ID_BYTES: usize = 200;
+
+/// An id of at most [`MAX_SOURCE_ID_BYTES`]: a longer one keeps its start and ends with a
+/// hash of the whole, so long ids that share a start stay apart.
+pub(crate) fn shorten_id(id: &str) -> String {
+    if id.len() <= MAX_SOURCE_ID_BYTES {
+        return id.to_string();
+    }
+    let hash = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
+    let mut keep = MAX_SOURCE_ID_BYTES - 17;
+    while !id.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}-{hash:016x}", &id[..keep])
 }
 
 impl Pipeline {
@@ -103,6 +122,15 @@ impl Pipeline {
         let mut output_schema = empty.schema().as_ref().clone();
         output_schema.shift_remove(LINE_COLUMN);
         for p in &spec.output.partition_by {
+            // The key and a null's name must leave most of a directory name to values.
+            if crate::write::escape_path(p).len() > 128 {
+                return Err(SpecError::at(
+                    None,
+                    "output.partition_by",
+                    format!("`{p}` is too long for a partition directory: at most 128 bytes"),
+                )
+                .into());
+            }
             if output_schema.get(p).is_none() {
                 return Err(SpecError::at(
                     None,
@@ -152,14 +180,24 @@ impl Pipeline {
     pub fn run(self, input: impl Read, opts: &RunOptions) -> Result<RunManifest, EtlError> {
         let started_at = Utc::now();
         let clock = Instant::now();
+        let name = &opts.source_name;
         let bytes_read = Arc::new(AtomicU64::new(0));
-        let counted = CountingReader {
+        let source = Source {
             inner: input,
             count: Arc::clone(&bytes_read),
         };
-        let mut decoded = read::decompress(counted, &opts.source_name)?;
-        let format =
-            read::resolve_format(self.spec.source.format, &opts.source_name, &mut decoded)?;
+        let decoded = read::decompress(source, name).map_err(|e| limits::classify(e, name))?;
+        let mut decoded = Guarded::new(
+            decoded,
+            Limits::of(&self.spec.source),
+            Arc::clone(&bytes_read),
+            // Decided below, from the name and first bytes; CSV is the fallback.
+            true,
+        );
+        let format = read::resolve_format(self.spec.source.format, name, &mut decoded)
+            .map_err(|e| limits::classify(e, name))?;
+        decoded.set_reads_ahead(matches!(format, SourceFormat::Csv | SourceFormat::Auto));
+        let progress = decoded.progress();
         let fields: Vec<FieldSpec> = self.spec.schema.iter().map(|f| f.value.clone()).collect();
         let source_columns: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
         let schema_columns = self.schema_columns();
@@ -179,6 +217,7 @@ impl Pipeline {
                 self.now.timestamp_micros(),
             ),
             output_schema: &self.output_schema,
+            partition_by: &output.partition_by,
             writer: PartitionedWriter::new(
                 &opts.data_dir,
                 &opts.source_id,
@@ -208,12 +247,19 @@ impl Pipeline {
             delimiter,
             extra_columns: self.spec.source.extra_columns,
         };
-        let (columns, finished) = stages::run(stages, |reader| match format {
-            SourceFormat::Csv | SourceFormat::Auto => {
-                read::read_csv(&mut decoded, &read_opts, reader)
+        let (columns, finished) = stages::run(stages, |reader| {
+            let reader = &mut MarkBoundaries {
+                inner: reader,
+                progress,
+            };
+            match format {
+                SourceFormat::Csv | SourceFormat::Auto => {
+                    read::read_csv(&mut decoded, &read_opts, reader)
+                }
+                SourceFormat::Json => read::read_json(&mut decoded, &read_opts, reader),
+                SourceFormat::Ndjson => read::read_ndjson(&mut decoded, &read_opts, reader),
             }
-            SourceFormat::Json => read::read_json(&mut decoded, &read_opts, reader),
-            SourceFormat::Ndjson => read::read_ndjson(&mut decoded, &read_opts, reader),
+            .map_err(|e| limits::classify(e, name))
         })
         .map_err(|e| match e {
             // A step refused a value: the step knew the line, the run knows the file.
@@ -297,19 +343,6 @@ fn schema_column(name: &str, dtype: &DataType, partition: bool) -> SchemaColumn 
         dtype: dtype.to_string(),
         glue_type: glue_type(dtype).unwrap_or_else(|| "string".into()),
         partition,
-    }
-}
-
-struct CountingReader<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
     }
 }
 

@@ -1,11 +1,14 @@
 //! Schema inference from a sample of an input, for `etl schema` and starter specs.
 
 use std::io::{BufRead, Read};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{EtlError, InputError};
+use crate::limits::{self, Guarded, Limits, Source};
 use crate::read::{self, JsonSplitter};
 use crate::spec::SourceFormat;
 use crate::types::{self, ColumnType};
@@ -27,14 +30,28 @@ pub fn infer(
     format: SourceFormat,
     sample_rows: usize,
 ) -> Result<(SourceFormat, Vec<InferredColumn>), EtlError> {
-    let mut decoded = read::decompress(input, name)?;
-    let format = read::resolve_format(format, name, &mut decoded)?;
+    let count = Arc::new(AtomicU64::new(0));
+    let source = Source {
+        inner: input,
+        count: Arc::clone(&count),
+    };
+    let decoded = read::decompress(source, name).map_err(|e| limits::classify(e, name))?;
+    // Sampling marks no record boundaries: only the whole input is limited.
+    let limits = Limits {
+        max_record_bytes: u64::MAX,
+        max_decompressed_bytes: crate::spec::default_max_decompressed_bytes(),
+        max_compression_ratio: crate::spec::default_max_compression_ratio(),
+    };
+    let mut decoded = Guarded::new(decoded, limits, count, true);
+    let format =
+        read::resolve_format(format, name, &mut decoded).map_err(|e| limits::classify(e, name))?;
     let (names, rows) = match format {
         SourceFormat::Json | SourceFormat::Ndjson => {
-            sample_json(&mut decoded, name, format, sample_rows)?
+            sample_json(&mut decoded, name, format, sample_rows)
         }
-        SourceFormat::Csv | SourceFormat::Auto => sample_csv(&mut decoded, name, sample_rows)?,
-    };
+        SourceFormat::Csv | SourceFormat::Auto => sample_csv(&mut decoded, name, sample_rows),
+    }
+    .map_err(|e| limits::classify(e, name))?;
     let columns = names
         .into_iter()
         .enumerate()

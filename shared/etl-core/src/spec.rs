@@ -53,6 +53,35 @@ pub struct SourceSpec {
     /// What to do with input columns the schema does not declare.
     #[serde(default)]
     pub extra_columns: ExtraColumns,
+    /// The largest record (a CSV record, an NDJSON line, a JSON value or array element),
+    /// in bytes after decompression. A longer one refuses the file: an unclosed quote or a
+    /// missing line break would otherwise be read whole into memory.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: u64,
+    /// The most bytes one input may decompress to.
+    #[serde(default = "default_max_decompressed_bytes")]
+    pub max_decompressed_bytes: u64,
+    /// The most decompressed bytes per compressed byte read, checked once an input has
+    /// decompressed to [`RATIO_CHECKED_AFTER`] bytes: real data stays far below it, a
+    /// decompression bomb far above.
+    #[serde(default = "default_max_compression_ratio")]
+    pub max_compression_ratio: u64,
+}
+
+/// Decompressed bytes below which the compression ratio is not checked: a small file of
+/// repeated values can compress very well and still be harmless.
+pub const RATIO_CHECKED_AFTER: u64 = 64 << 20;
+
+pub(crate) fn default_max_record_bytes() -> u64 {
+    16 << 20
+}
+
+pub(crate) fn default_max_decompressed_bytes() -> u64 {
+    32 << 30
+}
+
+pub(crate) fn default_max_compression_ratio() -> u64 {
+    200
 }
 
 fn default_null_values() -> Vec<String> {

@@ -19,7 +19,9 @@ use crate::error::{EtlError, PolarsContext};
 use crate::quality::Quality;
 use crate::read::{Field, Record, RecordVisitor};
 use crate::steps::{CompiledStep, Outcome, Rejected};
-use crate::write::{OutputFile, PartitionedWriter, QuarantineWriter, RawReject};
+use crate::write::{
+    OutputFile, PartitionedWriter, QuarantineWriter, RawReject, reject_long_partitions,
+};
 
 /// Messages waiting in each channel.
 const IN_FLIGHT: usize = 2;
@@ -73,6 +75,8 @@ pub(crate) struct Stages<'a> {
     pub steps: &'a [CompiledStep],
     pub quality: Quality,
     pub output_schema: &'a Schema,
+    /// The output's partition columns: a value too long for a path quarantines its row.
+    pub partition_by: &'a [String],
     pub writer: PartitionedWriter,
     pub quarantine: QuarantineWriter,
     pub typer: Typer,
@@ -90,6 +94,7 @@ pub(crate) fn run<T>(
         steps,
         quality,
         output_schema,
+        partition_by,
         writer,
         quarantine,
         typer,
@@ -123,8 +128,9 @@ pub(crate) fn run<T>(
             .map(|_| {
                 let (rx, out, quality) = (&rx, out_tx.clone(), &quality);
                 scope.spawn(move || {
-                    let work =
-                        AssertUnwindSafe(|| process(steps, quality, output_schema, rx, &out));
+                    let work = AssertUnwindSafe(|| {
+                        process(steps, quality, output_schema, partition_by, rx, &out)
+                    });
                     let result = std::panic::catch_unwind(work)
                         .unwrap_or_else(|_| Err(EtlError::engine("a processing thread panicked")));
                     if let Err(e) = result {
@@ -341,6 +347,7 @@ fn process(
     steps: &[CompiledStep],
     quality: &RwLock<Quality>,
     output_schema: &Schema,
+    partition_by: &[String],
     rx: &Mutex<Receiver<(u64, Message)>>,
     out: &SyncSender<ToWriter>,
 ) -> Result<(), EtlError> {
@@ -357,6 +364,8 @@ fn process(
                 for step in steps {
                     df = step.apply(df, &mut outcome, Some(number))?;
                 }
+                df = reject_long_partitions(df, partition_by, &mut outcome.rejected)
+                    .context(|| "checking partition values".to_string())?;
                 let (kept, tally) = quality
                     .read()
                     .map_err(|_| poisoned())?

@@ -78,6 +78,28 @@ pub(crate) fn check(spec: &PipelineSpec) -> Result<(), SpecError> {
             "must be one ASCII character",
         ));
     }
+    let source = &spec.source;
+    for (field, value, least) in [
+        ("source.max_record_bytes", source.max_record_bytes, 1024),
+        (
+            "source.max_decompressed_bytes",
+            source.max_decompressed_bytes,
+            1024,
+        ),
+        (
+            "source.max_compression_ratio",
+            source.max_compression_ratio,
+            1,
+        ),
+    ] {
+        if value < least {
+            return Err(SpecError::at(
+                None,
+                field,
+                format!("must be at least {least}, not {value}"),
+            ));
+        }
+    }
     if spec.schema.is_empty() {
         return Err(SpecError::at(None, "schema", "declare at least one column"));
     }

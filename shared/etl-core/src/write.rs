@@ -102,7 +102,7 @@ impl PartitionedWriter {
                 compression: parquet_compression(compression),
                 row_group_size,
             },
-            file_name: format!("{source_id}.parquet"),
+            file_name: format!("{}.parquet", crate::pipeline::shorten_id(source_id)),
             partition_by: partition_by.to_vec(),
             partitions: HashMap::new(),
             buffered_rows: 0,
@@ -463,25 +463,7 @@ fn partition_value(c: &Column, row: usize) -> PolarsResult<String> {
 pub fn escape_path(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        let needs = c.is_control()
-            || matches!(
-                c,
-                '"' | '#'
-                    | '%'
-                    | '\''
-                    | '*'
-                    | '/'
-                    | ':'
-                    | '='
-                    | '?'
-                    | '\\'
-                    | '\x7f'
-                    | '{'
-                    | '['
-                    | ']'
-                    | '^'
-            );
-        if needs {
+        if needs_escape(c) {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
                 out.push_str(&format!("%{b:02X}"));
@@ -491,6 +473,88 @@ pub fn escape_path(s: &str) -> String {
         }
     }
     out
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '"' | '#'
+                | '%'
+                | '\''
+                | '*'
+                | '/'
+                | ':'
+                | '='
+                | '?'
+                | '\\'
+                | '\x7f'
+                | '{'
+                | '['
+                | ']'
+                | '^'
+        )
+}
+
+/// The length of [`escape_path`]'s result, without building it.
+fn escaped_len(s: &str) -> usize {
+    s.chars()
+        .map(|c| c.len_utf8() * if needs_escape(c) { 3 } else { 1 })
+        .sum()
+}
+
+/// The longest `key=value` directory name: file systems refuse names over 255 bytes.
+pub const MAX_PARTITION_DIR_BYTES: usize = 255;
+
+/// Takes out the rows whose partition directory (`key=value`, escaped) would be longer
+/// than [`MAX_PARTITION_DIR_BYTES`], as rejected under `partition_value_too_long:<key>`:
+/// one such value must cost its row, not the file. Only text can be that long.
+pub(crate) fn reject_long_partitions(
+    mut df: DataFrame,
+    partition_by: &[String],
+    rejected: &mut Vec<Rejected>,
+) -> PolarsResult<DataFrame> {
+    for key in partition_by {
+        let column = df.column(key)?;
+        if column.dtype() != &DataType::String {
+            continue;
+        }
+        let room = MAX_PARTITION_DIR_BYTES - (escaped_len(key) + 1).min(MAX_PARTITION_DIR_BYTES);
+        let values = column.str()?;
+        // Escaping at most triples a value: most never need measuring.
+        let dir_len = |v: &str| {
+            if v.len() * 3 <= room {
+                0
+            } else {
+                escaped_len(v)
+            }
+        };
+        if values.iter().flatten().all(|v| dir_len(v) <= room) {
+            continue;
+        }
+        let mut reasons = Vec::new();
+        let keep: BooleanChunked = values
+            .iter()
+            .map(|v| {
+                let len = v.map_or(0, dir_len);
+                if len > room {
+                    reasons.push(format!(
+                        "partition value of `{key}` is {len} bytes as a path ({room} fit in a \
+                         {MAX_PARTITION_DIR_BYTES}-byte directory name)"
+                    ));
+                }
+                Some(len <= room)
+            })
+            .collect();
+        let (kept, refused) = crate::steps::split(&df, &keep)?;
+        rejected.push(Rejected {
+            frame: refused,
+            code: format!("partition_value_too_long:{key}"),
+            reasons: Reasons::PerRow(reasons),
+        });
+        df = kept;
+    }
+    Ok(df)
 }
 
 /// Rejected rows with their reason, written as Parquet: every source column as text (the
