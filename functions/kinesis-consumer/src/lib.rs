@@ -27,8 +27,9 @@
 //! Lambda redelivers records in three ways: a batch we report failed is retried from the
 //! lowest reported sequence number; a batch whose invocation fails (a crash or a timeout)
 //! is retried, bisected into halves, and the halves split again; a retried batch may also
-//! grow, as newer records join it. Records are delivered in order, and a new batch only
-//! starts after the previous one's first record was checkpointed past. So:
+//! grow, as newer records join it. A shard's records come in order, and the checkpoint
+//! only moves past a batch's first record once an attempt starting there has succeeded (or
+//! Lambda gave up on it). So:
 //! - the keys depend on the batch's first record alone. Every retry of a batch starts at
 //!   the same first record, so it overwrites that batch's objects, whatever its end: after
 //!   a bisection of `a..z` into `a..m` and `n..z`, the object `a` holds `a..m` and the
