@@ -117,10 +117,9 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-/// What fetching all pages of an endpoint produced.
-#[derive(Debug, Default)]
-pub struct Fetched {
-    pub records: Vec<Value>,
+/// Counters of a [`Pager`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PageStats {
     pub pages: usize,
     /// Requests sent, retries included.
     pub requests: u32,
@@ -251,41 +250,70 @@ async fn get_page(
     }
 }
 
-/// Fetches every page starting at `start`.
-pub async fn fetch_all(
-    http: &reqwest::Client,
-    start: Url,
-    key: &Secret,
-    policy: &RetryPolicy,
-) -> Result<Fetched, EtlError> {
-    let origin = start.clone();
-    let mut seen = HashSet::new();
-    let mut fetched = Fetched::default();
-    let mut next = Some(start);
-    while let Some(url) = next.take() {
-        if !seen.insert(url.to_string()) {
+/// Walks an endpoint's pages one at a time, so a caller can hand each page on (to S3)
+/// before the next is fetched and never holds more than one.
+pub struct Pager<'a> {
+    http: &'a reqwest::Client,
+    key: &'a Secret,
+    policy: &'a RetryPolicy,
+    origin: Url,
+    seen: HashSet<String>,
+    next: Option<Url>,
+    pub stats: PageStats,
+}
+
+impl<'a> Pager<'a> {
+    pub fn new(
+        http: &'a reqwest::Client,
+        start: Url,
+        key: &'a Secret,
+        policy: &'a RetryPolicy,
+    ) -> Self {
+        Self {
+            http,
+            key,
+            policy,
+            origin: start.clone(),
+            seen: HashSet::new(),
+            next: Some(start),
+            stats: PageStats::default(),
+        }
+    }
+
+    /// The next page's records; `None` after the last page.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Value>>, EtlError> {
+        let Some(url) = self.next.take() else {
+            return Ok(None);
+        };
+        if !self.seen.insert(url.to_string()) {
             return Err(EtlError::invalid_input(format!(
                 "pagination loops: {} was already fetched",
                 redact(&url)
             )));
         }
-        if fetched.pages >= policy.max_pages {
+        if self.stats.pages >= self.policy.max_pages {
             return Err(EtlError::invalid_input(format!(
                 "more than {} pages from {}; raise MAX_PAGES if that is expected",
-                policy.max_pages,
-                redact(&origin)
+                self.policy.max_pages,
+                redact(&self.origin)
             )));
         }
-        let (body, headers) = get_page(http, &url, key, policy, &mut fetched.requests).await?;
+        let (body, headers) = get_page(
+            self.http,
+            &url,
+            self.key,
+            self.policy,
+            &mut self.stats.requests,
+        )
+        .await?;
         let value: Value = serde_json::from_slice(&body).map_err(|e| {
             EtlError::invalid_input(format!(
                 "GET {} returned a body that is not JSON: {e}",
                 redact(&url)
             ))
         })?;
-        fetched.pages += 1;
+        self.stats.pages += 1;
         let (records, body_next) = split_page(value);
-        fetched.records.extend(records);
         let link = headers
             .get_all(LINK)
             .iter()
@@ -298,17 +326,17 @@ pub async fn fetch_all(
                     redact(&url)
                 ))
             })?;
-            if !same_origin(&origin, &resolved) {
+            if !same_origin(&self.origin, &resolved) {
                 return Err(EtlError::invalid_input(format!(
                     "next page {} is not on the API's origin {}; refusing to send the key there",
                     redact(&resolved),
-                    origin.origin().ascii_serialization()
+                    self.origin.origin().ascii_serialization()
                 )));
             }
-            next = Some(resolved);
+            self.next = Some(resolved);
         }
+        Ok(Some(records))
     }
-    Ok(fetched)
 }
 
 #[cfg(test)]

@@ -4,11 +4,16 @@
 //! 1. reads three SSM parameters under `API_PARAM_PREFIX` (default `/etl/api`), through
 //!    etl-aws's TTL cache (warm invocations do not call SSM again until the TTL passes):
 //!    `<prefix>/base_url`, `<prefix>/api_key` (a SecureString, decrypted, never logged) and
-//!    `<prefix>/endpoints` (comma-separated, or a JSON list of strings);
+//!    `<prefix>/endpoints` (comma-separated, or a JSON list of strings). The base URL must
+//!    be `https://`: plain `http://` would put the bearer key on the wire in clear, and is
+//!    accepted only for a loopback host (a local test API);
 //! 2. fetches every endpoint (`<base_url>/<endpoint>`), a few at once, with bearer auth,
 //!    timeouts, retries and pagination (see [`http`] for the shapes and rules supported);
-//! 3. lands each endpoint's records as one NDJSON object (etl-aws's multipart-aware put),
-//!    every record an object with `_ingested_at` added (one timestamp per run; a record that
+//! 3. streams each endpoint's records into one NDJSON object: each page is handed to
+//!    etl-aws's multipart writer as soon as it arrives, so memory holds a page or two and a
+//!    few 5 MB parts, not the endpoint. The object appears only when the upload completes;
+//!    a page that fails after its retries aborts the upload, so no partial object is ever
+//!    published (the key stays as the previous run left it). Every record an object with `_ingested_at` added (one timestamp per run; a record that
 //!    is not an object is wrapped as `{"value": ..., "_ingested_at": ...}`), at
 //!    `raw-api-data/<endpoint>/year=YYYY/month=MM/day=DD/<run timestamp>.ndjson`.
 //!
@@ -35,7 +40,7 @@ use reqwest::Url;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::http::{RetryPolicy, fetch_all};
+use crate::http::{Pager, RetryPolicy};
 
 /// Settings from the environment. Holds parameter *names* only; the key itself is read
 /// per run into [`ApiSettings`].
@@ -235,6 +240,31 @@ pub fn parse_endpoints(value: &str) -> Result<Vec<String>, EtlError> {
     Ok(endpoints)
 }
 
+/// Whether `url` may carry the API key: `https`, or plain `http` to a loopback host only
+/// (a local test API); anywhere else the bearer key would cross the network in clear.
+pub fn check_scheme(url: &Url) -> Result<(), String> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" => Err(format!(
+            "{} is plain http, which would send the API key in clear; use https \
+             (http is accepted only for loopback hosts such as 127.0.0.1)",
+            http::redact(url)
+        )),
+        other => Err(format!("must be an https URL, not {other}:")),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    // IPv6 hosts come bracketed (`[::1]`).
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Reads the API settings through the cache.
 pub async fn load_settings<S: ParameterSource>(
     params: &ParameterCache<S>,
@@ -247,11 +277,8 @@ pub async fn load_settings<S: ParameterSource>(
     let mut base_url = Url::parse(base.expose().trim()).map_err(|e| {
         EtlError::invalid_input(format!("SSM parameter {url_name} is not a URL: {e}"))
     })?;
-    if !matches!(base_url.scheme(), "http" | "https") {
-        return Err(EtlError::invalid_input(format!(
-            "SSM parameter {url_name} must be an http(s) URL"
-        )));
-    }
+    check_scheme(&base_url)
+        .map_err(|reason| EtlError::invalid_input(format!("SSM parameter {url_name}: {reason}")))?;
     // Url::join replaces the last segment unless the path ends with '/'.
     if !base_url.path().ends_with('/') {
         let path = format!("{}/", base_url.path());
@@ -392,6 +419,41 @@ impl IngestReport {
     }
 }
 
+/// Upload settings for the landing objects: S3's smallest part and two parts in flight,
+/// so an endpoint holds about 15 MB however many pages it has (`ENDPOINT_CONCURRENCY`
+/// endpoints at once).
+fn landing_put_options() -> etl_aws::s3::PutOptions {
+    etl_aws::s3::PutOptions {
+        part_size: etl_aws::s3::MIN_PART_SIZE,
+        concurrency: 2,
+        content_type: Some("application/x-ndjson".into()),
+    }
+}
+
+/// The pages after `first`, each as NDJSON into `tx`, page by page. Returns the number of
+/// records sent; stops early (Ok) when the upload stopped reading, which then has the error.
+async fn send_pages(
+    pager: &mut Pager<'_>,
+    first: Vec<Value>,
+    ingested_at: &str,
+    tx: &mut futures::channel::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+) -> Result<usize, EtlError> {
+    use futures::SinkExt as _;
+    let mut records = 0;
+    let mut page = first;
+    loop {
+        records += page.len();
+        let body = ndjson(page, ingested_at)?;
+        if tx.send(Ok(bytes::Bytes::from(body))).await.is_err() {
+            return Ok(records);
+        }
+        match pager.next_page().await? {
+            Some(next) => page = next,
+            None => return Ok(records),
+        }
+    }
+}
+
 async fn ingest_endpoint<S>(
     endpoint: &str,
     settings: &ApiSettings,
@@ -400,42 +462,66 @@ async fn ingest_endpoint<S>(
     run: DateTime<Utc>,
     ingested_at: &str,
 ) -> Result<EndpointOutcome, EtlError> {
+    use futures::SinkExt as _;
     let url = settings.base_url.join(endpoint).map_err(|e| {
         EtlError::invalid_input(format!("endpoint {endpoint:?} does not form a URL: {e}"))
     })?;
-    let fetched = fetch_all(&clients.http, url, &settings.api_key, &config.retry).await?;
-    let records = fetched.records.len();
-    let key = if records == 0 {
-        None
-    } else {
-        let key = landing_key(config, endpoint, run);
-        let body = ndjson(fetched.records, ingested_at)?;
-        etl_aws::s3::put_object_from_reader(
+    let mut pager = Pager::new(&clients.http, url, &settings.api_key, &config.retry);
+    // An endpoint without records writes no object, so the upload waits for a record.
+    let mut first = None;
+    while let Some(page) = pager.next_page().await? {
+        if !page.is_empty() {
+            first = Some(page);
+            break;
+        }
+    }
+    let mut key = None;
+    let mut records = 0;
+    if let Some(first) = first {
+        let k = landing_key(config, endpoint, run);
+        // Pages flow through a small channel into the multipart writer: at most a page or
+        // two wait in the channel and a few parts in the writer. The object only appears
+        // when the upload completes, so a failure part-way leaves nothing half-written.
+        let (mut tx, rx) = futures::channel::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
+        let options = landing_put_options();
+        let upload = etl_aws::s3::put_object_from_reader(
             &clients.s3,
             &config.bucket,
-            &key,
-            body.as_slice(),
-            &etl_aws::s3::PutOptions {
-                content_type: Some("application/x-ndjson".into()),
-                ..Default::default()
-            },
-        )
-        .await?;
-        Some(key)
-    };
+            &k,
+            tokio_util::io::StreamReader::new(rx),
+            &options,
+        );
+        let produce = async {
+            let sent = send_pages(&mut pager, first, ingested_at, &mut tx).await;
+            if let Err(e) = &sent {
+                // An error, not an end of the stream: the writer aborts instead of
+                // completing an object with the pages so far.
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+            }
+            // Dropping the sender is the end of the body.
+            drop(tx);
+            sent
+        };
+        let (uploaded, sent) = futures::join!(upload, produce);
+        // A fetch failure explains an aborted upload better than the upload's own error.
+        records = sent?;
+        uploaded?;
+        key = Some(k);
+    }
+    let stats = pager.stats;
     tracing::info!(
         endpoint,
         records,
-        pages = fetched.pages,
-        requests = fetched.requests,
+        pages = stats.pages,
+        requests = stats.requests,
         key = key.as_deref().unwrap_or(""),
         "endpoint ingested"
     );
     Ok(EndpointOutcome::Landed {
         endpoint: endpoint.to_string(),
         records,
-        pages: fetched.pages,
-        requests: fetched.requests,
+        pages: stats.pages,
+        requests: stats.requests,
         key,
     })
 }
@@ -664,6 +750,30 @@ mod tests {
             serde_json::to_value(failed("NotFound")).unwrap(),
             json!({"status": "failed", "endpoint": "b", "errorType": "NotFound", "error": "boom"})
         );
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        for ok in [
+            "https://api.example.com/v1",
+            "http://127.0.0.1:8080/v1",
+            "http://127.8.9.10/",
+            "http://localhost:3000",
+            "http://[::1]:8080/",
+        ] {
+            assert_eq!(check_scheme(&Url::parse(ok).unwrap()), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://api.example.com/v1?token=abc",
+            "http://10.0.0.1/",
+            "http://[::2]/",
+            "http://localhost.evil.example/",
+            "ftp://127.0.0.1/",
+        ] {
+            let err = check_scheme(&Url::parse(bad).unwrap()).unwrap_err();
+            assert!(!err.contains("token=abc"), "the query is not echoed: {err}");
+            assert!(err.contains("https"), "{bad}: {err}");
+        }
     }
 
     #[test]

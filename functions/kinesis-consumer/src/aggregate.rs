@@ -10,8 +10,9 @@
 //! `DECIMAL(10,2)`. `last_event_timestamp` is the latest event time seen (`MAX`).
 //!
 //! A batch only holds part of a window (windows span batches and shards), so these are
-//! partial aggregates: a consumer sums them per key, and can drop duplicated batches by the
-//! sequence-number range each object carries.
+//! partial aggregates: a consumer sums them per key. Each object is keyed like its batch's
+//! archive (shard and first sequence number), so a redelivered batch overwrites its own
+//! aggregates instead of adding a second copy.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -1,45 +1,72 @@
 //! kinesis-consumer: the real-time path. A Kinesis event source mapping with
-//! `FunctionResponseTypes: [ReportBatchItemFailures]` hands us batches of click and purchase
-//! events (schema: [`record`]).
+//! `FunctionResponseTypes: [ReportBatchItemFailures]` and `BisectBatchOnFunctionError` hands
+//! us batches of click and purchase events (schema: [`record`]).
 //!
 //! Per invocation (one batch, one shard):
 //! 1. every record is decoded and classified; a malformed one is quarantined, never fatal;
 //! 2. each purchase starts the order workflow, named `order-<shard>-<sequence number>`
-//!    (via [`etl_aws::sfn::start_execution`], where "already exists" is success), so a
-//!    redelivered batch starts nothing twice;
-//! 3. the records up to the first failed start are written as three objects whose keys
-//!    derive from the shard and the first/last sequence numbers, so a redelivered batch
-//!    overwrites instead of duplicating:
-//!    - `archive/year=/month=/day=/hour=/<shard>-<first>-<last>.ndjson.gz`: every record
-//!      (valid or not), one gzip NDJSON object per batch;
-//!    - `sessions/year=/month=/day=/hour=/<shard>-<first>-<last>.ndjson`: the 5-minute
-//!      session aggregates ([`aggregate`]) of the valid events;
-//!    - `quarantine/kinesis/year=/month=/day=/hour=/<shard>-<first>-<last>.ndjson`: the
-//!      malformed records with their reason (only when there are any).
+//!    (via [`etl_aws::sfn::start_execution`], where "already exists" is success), so no
+//!    redelivery or replay starts anything twice. Starts are retried ([`orders`]); one that
+//!    still fails is written down (step 3), never allowed to hold back the batch;
+//! 3. *every* record of the batch is written, whatever happened to the starts, as objects
+//!    keyed by the shard and the batch's **first** sequence number only:
+//!    - `archive/year=/month=/day=/hour=/<shard>-<first>.ndjson.gz`: every record (valid
+//!      or not), one gzip NDJSON object per batch;
+//!    - `sessions/.../<shard>-<first>.ndjson`: the 5-minute session aggregates
+//!      ([`aggregate`]) of the valid events;
+//!    - `quarantine/kinesis/.../<shard>-<first>.ndjson`: malformed records and purchases
+//!      Step Functions refused for good (`order_rejected`), with their reason;
+//!    - `failed-orders/.../<shard>-<first>.ndjson`: purchases not started (state machine
+//!      missing, throttled past the retries, out of time), each with its execution name
+//!      and input ([`orders::FailedOrder`]), for [`orders::replay_failed_orders`].
 //!
+//!    The last three are deleted instead of written when the batch has nothing for them.
 //!    The date is the first record's approximate arrival time, which a redelivery keeps.
 //!
-//! # Failures and checkpoints
-//! With ReportBatchItemFailures, Lambda checkpoints up to the lowest reported sequence
-//! number and retries from it. So:
-//! - a transient StartExecution failure (throttling, 5xx, timeout) reports that purchase's
-//!   record (and any other failed purchase). The objects of step 3 then cover only the
-//!   records *before* the first failed purchase: the retry, which starts at that record,
-//!   archives and aggregates the rest, so each record lands once. Records after it whose
-//!   starts succeeded are redelivered too; their starts then answer "already exists".
-//! - a StartExecution refused as invalid (e.g. an input over 256 KB) can never succeed: the
-//!   record is quarantined with reason `order_rejected` instead of blocking the shard.
-//! - a failed S3 write (archive, sessions or quarantine) reports every record of the batch:
-//!   nothing of the batch is durably kept, and the whole batch is retried. Its keys are the
-//!   same, so the retry overwrites whatever part did land.
+//! # Every record archived once, whatever the batch boundaries
+//! Lambda redelivers records in three ways: a batch we report failed is retried from the
+//! lowest reported sequence number; a batch whose invocation fails (a crash or a timeout)
+//! is retried, bisected into halves, and the halves split again; a retried batch may also
+//! grow, as newer records join it. A shard's records come in order, and the checkpoint
+//! only moves past a batch's first record once an attempt starting there has succeeded (or
+//! Lambda gave up on it). So:
+//! - the keys depend on the batch's first record alone. Every retry of a batch starts at
+//!   the same first record, so it overwrites that batch's objects, whatever its end: after
+//!   a bisection of `a..z` into `a..m` and `n..z`, the object `a` holds `a..m` and the
+//!   object `n` holds `n..z`, exactly once each. Keys naming the last record too (as before)
+//!   left `a-z`, `a-m` and `n-z` side by side;
+//! - we only ever report failures when an S3 write failed, and then every record, so Lambda
+//!   retries from the first record: the same keys again. A failed order start is not a
+//!   batch failure (reporting it would mean either archiving only the records before it,
+//!   as before, so a persistent failure blocked the archive until the batch was discarded
+//!   to the DLQ as metadata, or archiving records that the retry, starting at the failed
+//!   purchase, archives again under another key);
+//! - an object with nothing in it is deleted, so a shorter retry (a bisected half) leaves
+//!   no stale sessions, quarantine or failed orders from the longer attempt;
+//! - a start is not attempted once the invocation is within [`orders::WRITE_RESERVE`] of
+//!   its deadline (those purchases are recorded instead), so a slow Step Functions ends in
+//!   a complete write, not a timeout.
+//!
+//! What is left is a batch Lambda gives up on (`MaximumRetryAttempts`,
+//! `MaximumRecordAgeInSeconds`), which S3 failing on every attempt or a crash causes: its DLQ
+//! record names the shard and sequence range to replay from the stream within its retention.
+//!
+//! # Purchases
+//! A purchase ends started once, or quarantined as `order_rejected` (the request itself is
+//! refused: an input over 256 KB), or recorded in a failed-orders object. Failed orders are
+//! replayed by invoking the function with `{"replayFailedOrders": {"prefix": "year=2024/"}}`
+//! (prefix optional, below `FAILED_ORDERS_PREFIX`): it starts each with the configured
+//! state machine and deletes what started. The `OrdersRecorded` metric counts new records.
 //!
 //! The summary of each batch is logged at info and emitted as EMF metrics; per-record lines
 //! are logged at debug only.
 
 pub mod aggregate;
+pub mod orders;
 pub mod record;
 
 use std::io::Write as _;
+use std::time::Instant;
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use base64::Engine as _;
@@ -47,11 +74,11 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use etl_aws::config::{self, ConfigError, EnvSource, ProcessEnv};
 use etl_aws::sfn::StartOutcome;
 use etl_aws::{ErrorKind, EtlError};
-use futures::StreamExt as _;
 use lambda_runtime::LambdaEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregator, rfc3339_ms};
+use crate::orders::{FailedOrder, OrderStart, StartResult};
 use crate::record::{Event, EventType, Rejection, classify};
 
 /// Settings from the environment.
@@ -67,9 +94,14 @@ pub struct Config {
     pub sessions_prefix: String,
     /// `QUARANTINE_PREFIX` (default `quarantine/kinesis/`).
     pub quarantine_prefix: String,
+    /// `FAILED_ORDERS_PREFIX` (default `failed-orders/`): purchases not started.
+    pub failed_orders_prefix: String,
+    /// `START_ATTEMPTS`: attempts per purchase for retryable failures (default 3, 1-10),
+    /// each retried by the SDK too; then the purchase is recorded.
+    pub start_attempts: u32,
     /// `START_CONCURRENCY`: StartExecution calls in flight (default 10, 1-100). Step
     /// Functions throttles StartExecution per account (a bucket of 1300, refilling 300/s
-    /// in large regions); throttled calls are retried by the SDK, then reported.
+    /// in large regions); throttled calls are retried (`START_ATTEMPTS`), then recorded.
     pub start_concurrency: usize,
 }
 
@@ -105,12 +137,22 @@ impl Config {
                 "must be between 1 and 100",
             ));
         }
+        let start_attempts = config::parse_or(env, "START_ATTEMPTS", 3_u32)?;
+        if !(1..=10).contains(&start_attempts) {
+            return Err(config::invalid(
+                "START_ATTEMPTS",
+                start_attempts.to_string(),
+                "must be between 1 and 10",
+            ));
+        }
         Ok(Self {
             bucket: config::required(env, "ARCHIVE_BUCKET")?,
             order_state_machine_arn,
             archive_prefix: prefix(env, "ARCHIVE_PREFIX", "archive/"),
             sessions_prefix: prefix(env, "SESSIONS_PREFIX", "sessions/"),
             quarantine_prefix: prefix(env, "QUARANTINE_PREFIX", "quarantine/kinesis/"),
+            failed_orders_prefix: prefix(env, "FAILED_ORDERS_PREFIX", "failed-orders/"),
+            start_attempts,
             start_concurrency,
         })
     }
@@ -142,6 +184,21 @@ impl Clients {
 pub struct KinesisBatch {
     #[serde(rename = "Records", default)]
     pub records: Vec<BatchRecord>,
+    /// Set by an operator's invocation instead of `Records`: replay the failed orders.
+    #[serde(
+        rename = "replayFailedOrders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub replay_failed_orders: Option<ReplayRequest>,
+}
+
+/// `{"replayFailedOrders": {"prefix": "year=2024/month=05/"}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ReplayRequest {
+    /// Below `FAILED_ORDERS_PREFIX`; empty means all.
+    #[serde(default)]
+    pub prefix: String,
 }
 
 /// One record of a [`KinesisBatch`].
@@ -204,6 +261,7 @@ pub struct BatchKeys {
     pub archive: String,
     pub sessions: String,
     pub quarantine: String,
+    pub failed_orders: String,
 }
 
 fn key_safe(s: &str) -> String {
@@ -218,14 +276,9 @@ fn key_safe(s: &str) -> String {
         .collect()
 }
 
-/// Keys for records `first..=last` of `shard_id` that started arriving at `arrival_ms`.
-pub fn batch_keys(
-    config: &Config,
-    shard_id: &str,
-    first: &str,
-    last: &str,
-    arrival_ms: i64,
-) -> BatchKeys {
+/// Keys for the batch of `shard_id` whose first record is `first`, which arrived at
+/// `arrival_ms`. Nothing about the batch's end goes in: see the crate docs.
+pub fn batch_keys(config: &Config, shard_id: &str, first: &str, arrival_ms: i64) -> BatchKeys {
     let t = DateTime::<Utc>::from_timestamp_millis(arrival_ms).unwrap_or_default();
     let partition = format!(
         "year={:04}/month={:02}/day={:02}/hour={:02}",
@@ -234,16 +287,12 @@ pub fn batch_keys(
         t.day(),
         t.hour()
     );
-    let name = format!(
-        "{}-{}-{}",
-        key_safe(shard_id),
-        key_safe(first),
-        key_safe(last)
-    );
+    let name = format!("{}-{}", key_safe(shard_id), key_safe(first));
     BatchKeys {
         archive: format!("{}{partition}/{name}.ndjson.gz", config.archive_prefix),
         sessions: format!("{}{partition}/{name}.ndjson", config.sessions_prefix),
         quarantine: format!("{}{partition}/{name}.ndjson", config.quarantine_prefix),
+        failed_orders: format!("{}{partition}/{name}.ndjson", config.failed_orders_prefix),
     }
 }
 
@@ -256,15 +305,20 @@ pub struct BatchSummary {
     pub purchases: usize,
     pub quarantined: usize,
     pub sessions: usize,
-    /// Records in the objects written (all, unless a start failed: then those before it).
+    /// Records in the archive object written (all of them, or 0 when S3 failed).
     pub written: usize,
     pub orders_started: usize,
     pub orders_already_started: usize,
-    pub orders_failed: usize,
+    /// Refused for good, quarantined as `order_rejected`.
+    pub orders_rejected: usize,
+    /// Not started, written to the failed-orders object.
+    pub orders_recorded: usize,
+    /// Records reported in `batchItemFailures` (0, or all when an S3 write failed).
     pub failed_records: usize,
     pub archive_key: Option<String>,
     pub sessions_key: Option<String>,
     pub quarantine_key: Option<String>,
+    pub failed_orders_key: Option<String>,
 }
 
 /// The response Lambda reads plus the summary (which the handler only logs: the response
@@ -409,17 +463,14 @@ fn order_input(data: &[u8], record: &BatchRecord, shard_id: &str) -> Result<Stri
     String::from_utf8(out).map_err(|e| EtlError::internal(format!("order input: {e}")))
 }
 
-enum StartResult {
-    Done(StartOutcome),
-    Rejected(EtlError),
-    Failed(EtlError),
-}
-
 /// Processes one batch. Only a bug returns `Err`; everything else is in the report.
+/// `deadline` is the invocation's (None: no limit); starts stop [`orders::WRITE_RESERVE`]
+/// before it.
 pub async fn process(
     batch: &KinesisBatch,
     clients: &Clients,
     config: &Config,
+    deadline: Option<Instant>,
 ) -> Result<BatchReport, EtlError> {
     let records = &batch.records;
     let mut report = BatchReport::default();
@@ -441,94 +492,83 @@ pub async fn process(
         .collect();
     let data = |i: usize| decoded.spans[i].map(|(s, e)| &decoded.arena[s..e]);
 
-    // Start every purchase's workflow first, so the objects can stop at the first failure.
     let mut starts = Vec::new();
     for (i, c) in classified.iter().enumerate() {
         if let Ok(e) = c
             && e.event_type == EventType::Purchase
         {
             let r = &records[i];
-            let name = order_execution_name(r.shard_id(), &r.kinesis.sequence_number);
-            let input = order_input(data(i).unwrap_or_default(), r, r.shard_id())?;
-            starts.push((i, name, input));
+            starts.push(OrderStart {
+                index: i,
+                execution_name: order_execution_name(r.shard_id(), &r.kinesis.sequence_number),
+                input: order_input(data(i).unwrap_or_default(), r, r.shard_id())?,
+            });
         }
     }
-    let mut results: Vec<(usize, StartResult)> = futures::stream::iter(starts)
-        .map(|(i, name, input)| async move {
-            let result = etl_aws::sfn::start_execution(
-                &clients.sfn,
-                &config.order_state_machine_arn,
-                &name,
-                &input,
-            )
-            .await;
-            let result = match result {
-                Ok(outcome) => StartResult::Done(outcome),
-                Err(e) if e.kind() == ErrorKind::InvalidInput => StartResult::Rejected(e),
-                Err(e) => StartResult::Failed(e),
-            };
-            (i, result)
-        })
-        .buffer_unordered(config.start_concurrency)
-        .collect()
-        .await;
-    results.sort_unstable_by_key(|(i, _)| *i);
     let mut order_rejections: Vec<(usize, Rejection)> = Vec::new();
-    let mut failed: Vec<usize> = Vec::new();
-    for (i, result) in &results {
+    let mut failed_orders: Vec<FailedOrder> = Vec::new();
+    for (start, result) in orders::start_all(clients, config, starts, deadline).await {
+        let r = &records[start.index];
         match result {
             StartResult::Done(StartOutcome::Started { .. }) => report.summary.orders_started += 1,
             StartResult::Done(StartOutcome::AlreadyExists { .. }) => {
                 report.summary.orders_already_started += 1;
             }
             StartResult::Rejected(e) => {
-                order_rejections.push((*i, Rejection::OrderRejected(e.to_string())));
+                report.summary.orders_rejected += 1;
+                order_rejections.push((start.index, Rejection::OrderRejected(e.to_string())));
             }
-            StartResult::Failed(e) => {
-                tracing::debug!(sequence_number = %records[*i].kinesis.sequence_number, error = %e, "order start failed");
-                failed.push(*i);
+            StartResult::Unstarted { error, attempts } => {
+                tracing::debug!(sequence_number = %r.kinesis.sequence_number, error = %error, "order not started");
+                let input = serde_json::from_str(&start.input)
+                    .map_err(|e| EtlError::internal(format!("order input: {e}")))?;
+                failed_orders.push(FailedOrder {
+                    execution_name: start.execution_name,
+                    state_machine_arn: config.order_state_machine_arn.clone(),
+                    shard_id: r.shard_id().to_string(),
+                    sequence_number: r.kinesis.sequence_number.clone(),
+                    error_type: error.error_type().to_string(),
+                    error: error.to_string(),
+                    attempts,
+                    input,
+                });
             }
         }
     }
-    report.summary.orders_failed = failed.len();
-    if let Some((i, StartResult::Failed(e))) = results
-        .iter()
-        .find(|(_, r)| matches!(r, StartResult::Failed(_)))
-    {
+    report.summary.orders_recorded = failed_orders.len();
+    if let Some(f) = failed_orders.first() {
         tracing::warn!(
             shard_id,
-            failed = failed.len(),
-            first_failed_sequence_number = %records[*i].kinesis.sequence_number,
-            error = %e,
-            error_type = e.error_type(),
-            "order workflow starts failed; reporting those records for retry"
+            not_started = failed_orders.len(),
+            first_sequence_number = %f.sequence_number,
+            error = %f.error,
+            error_type = %f.error_type,
+            "order workflow starts failed; recording them for replay"
         );
     }
 
-    // The records written now: those before the first failed start.
-    let upto = failed.first().copied().unwrap_or(records.len());
-    report.summary.written = upto;
-    if upto > 0 {
-        let keys = batch_keys(
-            config,
-            shard_id,
-            &records[0].kinesis.sequence_number,
-            &records[upto - 1].kinesis.sequence_number,
-            records[0].arrival_ms(),
-        );
-        let written = write_objects(
-            clients,
-            config,
-            &keys,
-            records,
-            &classified[..upto],
-            &order_rejections,
-            &data,
-            shard_id,
-            &mut report.summary,
-        )
-        .await;
-        if let Err(e) = written {
+    let keys = batch_keys(
+        config,
+        shard_id,
+        &records[0].kinesis.sequence_number,
+        records[0].arrival_ms(),
+    );
+    let written = write_objects(
+        clients,
+        config,
+        &keys,
+        records,
+        &classified,
+        &order_rejections,
+        &failed_orders,
+        &data,
+        shard_id,
+        &mut report.summary,
+    )
+    .await;
+    match written {
+        Ok(()) => report.summary.written = records.len(),
+        Err(e) => {
             tracing::warn!(
                 shard_id,
                 records = records.len(),
@@ -536,21 +576,54 @@ pub async fn process(
                 error_type = e.error_type(),
                 "writing the batch to S3 failed; reporting every record for retry"
             );
+            // Every record, so the retry starts at the first one and rewrites these keys.
             report
                 .response
                 .set_failures(records.iter().map(|r| r.kinesis.sequence_number.clone()));
             report.summary.failed_records = records.len();
-            report.summary.written = 0;
-            return Ok(report);
+            report.summary.archive_key = None;
+            report.summary.sessions_key = None;
+            report.summary.quarantine_key = None;
+            report.summary.failed_orders_key = None;
         }
     }
-    report.response.set_failures(
-        failed
-            .iter()
-            .map(|i| records[*i].kinesis.sequence_number.clone()),
-    );
-    report.summary.failed_records = failed.len();
     Ok(report)
+}
+
+/// Writes `body` to `key`, or deletes `key` when `body` is empty, so a retry with less in
+/// it leaves nothing stale. A delete the role may not make (the template predating it) is
+/// logged and skipped: better a possible stale object than a shard blocked for good.
+async fn put_or_delete(
+    clients: &Clients,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> Result<bool, EtlError> {
+    if body.is_empty() {
+        let deleted = clients
+            .s3
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| EtlError::from_sdk(format!("deleting s3://{bucket}/{key}"), e));
+        return match deleted {
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == ErrorKind::AccessDenied => {
+                tracing::warn!(bucket, key, error = %e, "cannot delete a possibly stale object (grant s3:DeleteObject)");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        };
+    }
+    let options = etl_aws::s3::PutOptions {
+        content_type: Some("application/x-ndjson".to_string()),
+        ..Default::default()
+    };
+    etl_aws::s3::put_object_from_reader(&clients.s3, bucket, key, body.as_slice(), &options)
+        .await
+        .map(|_| true)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -561,23 +634,20 @@ async fn write_objects<'a>(
     records: &[BatchRecord],
     classified: &[Result<Event<'a>, Rejection>],
     order_rejections: &[(usize, Rejection)],
+    failed_orders: &[FailedOrder],
     data: &impl Fn(usize) -> Option<&'a [u8]>,
     shard_id: &str,
     summary: &mut BatchSummary,
 ) -> Result<(), EtlError> {
-    let upto = classified.len();
     let mut archive = flate2::write::GzEncoder::new(
-        Vec::with_capacity(upto * 64),
+        Vec::with_capacity(records.len() * 64),
         // Fast level: the archive is written once per batch on the hot path; level 1 still
         // shrinks JSON events several times over.
         flate2::Compression::fast(),
     );
     let mut quarantine = Vec::new();
     let mut aggregator = Aggregator::new();
-    let mut rejected = order_rejections
-        .iter()
-        .filter(|(i, _)| *i < upto)
-        .peekable();
+    let mut rejected = order_rejections.iter().peekable();
     for (i, c) in classified.iter().enumerate() {
         let record = &records[i];
         let rejection = match c {
@@ -630,53 +700,57 @@ async fn write_objects<'a>(
             .map_err(|e| EtlError::internal(format!("serializing a session line: {e}")))?;
         sessions.push(b'\n');
     }
+    let failed = orders::failed_orders_body(failed_orders)?;
 
-    let put = |key: &str, body: Vec<u8>, content_type: &str| {
-        let options = etl_aws::s3::PutOptions {
-            content_type: Some(content_type.to_string()),
-            ..Default::default()
-        };
-        let (s3, bucket, key) = (clients.s3.clone(), config.bucket.clone(), key.to_string());
-        async move {
-            etl_aws::s3::put_object_from_reader(&s3, &bucket, &key, body.as_slice(), &options)
-                .await
-                .map(|_| ())
-        }
-    };
-    let archive_put = put(&keys.archive, archive, "application/x-ndjson");
-    let sessions_put = async {
-        if windows.is_empty() {
-            Ok(())
-        } else {
-            put(&keys.sessions, sessions, "application/x-ndjson").await
-        }
-    };
-    let quarantine_put = async {
-        if quarantine.is_empty() {
-            Ok(())
-        } else {
-            put(&keys.quarantine, quarantine, "application/x-ndjson").await
-        }
-    };
-    let (a, s, q) = futures::join!(archive_put, sessions_put, quarantine_put);
-    a?;
-    s?;
-    q?;
-    summary.archive_key = Some(keys.archive.clone());
-    summary.sessions_key = (!windows.is_empty()).then(|| keys.sessions.clone());
-    summary.quarantine_key = (summary.quarantined > 0).then(|| keys.quarantine.clone());
+    let bucket = config.bucket.as_str();
+    let (a, s, q, f) = futures::join!(
+        put_or_delete(clients, bucket, &keys.archive, archive),
+        put_or_delete(clients, bucket, &keys.sessions, sessions),
+        put_or_delete(clients, bucket, &keys.quarantine, quarantine),
+        put_or_delete(clients, bucket, &keys.failed_orders, failed),
+    );
+    let key = |written: bool, key: &str| written.then(|| key.to_string());
+    summary.archive_key = key(a?, &keys.archive);
+    summary.sessions_key = key(s?, &keys.sessions);
+    summary.quarantine_key = key(q?, &keys.quarantine);
+    summary.failed_orders_key = key(f?, &keys.failed_orders);
     Ok(())
 }
 
+/// What the handler answers: Lambda's `{"batchItemFailures": [...]}` for a batch, the
+/// replay's summary for an operator's `replayFailedOrders` invocation.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Batch(KinesisEventResponse),
+    Replay(orders::ReplaySummary),
+}
+
+/// The invocation's deadline as an [`Instant`]; `None` when the context has none (0).
+pub fn deadline_of(context: &lambda_runtime::Context) -> Option<Instant> {
+    if context.deadline == 0 {
+        return None;
+    }
+    let left = context
+        .deadline()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Some(Instant::now() + left)
+}
+
 /// The handler: processes the batch, logs the summary, emits metrics, answers
-/// `{"batchItemFailures": [...]}`.
+/// `{"batchItemFailures": [...]}`; or replays failed orders when asked to.
 pub async fn handler(
     event: LambdaEvent<KinesisBatch>,
     clients: &Clients,
     config: &Config,
-) -> Result<KinesisEventResponse, EtlError> {
-    let started = std::time::Instant::now();
-    let report = process(&event.payload, clients, config).await?;
+) -> Result<Response, EtlError> {
+    if let Some(replay) = &event.payload.replay_failed_orders {
+        let summary = orders::replay_failed_orders(clients, config, &replay.prefix).await?;
+        return Ok(Response::Replay(summary));
+    }
+    let started = Instant::now();
+    let report = process(&event.payload, clients, config, deadline_of(&event.context)).await?;
     let s = &report.summary;
     tracing::info!(
         shard_id = %s.shard_id,
@@ -688,9 +762,11 @@ pub async fn handler(
         written = s.written,
         orders_started = s.orders_started,
         orders_already_started = s.orders_already_started,
-        orders_failed = s.orders_failed,
+        orders_rejected = s.orders_rejected,
+        orders_recorded = s.orders_recorded,
         failed_records = s.failed_records,
         archive_key = s.archive_key.as_deref().unwrap_or(""),
+        failed_orders_key = s.failed_orders_key.as_deref().unwrap_or(""),
         "batch processed"
     );
     let mut metrics =
@@ -699,6 +775,8 @@ pub async fn handler(
     metrics.put("Records", s.records as f64, Unit::Count);
     metrics.put("Quarantined", s.quarantined as f64, Unit::Count);
     metrics.put("OrdersStarted", s.orders_started as f64, Unit::Count);
+    // Purchases waiting in failed-orders/ for a replay: worth an alarm at > 0.
+    metrics.put("OrdersRecorded", s.orders_recorded as f64, Unit::Count);
     metrics.put("FailedRecords", s.failed_records as f64, Unit::Count);
     metrics.put(
         "Duration",
@@ -706,7 +784,7 @@ pub async fn handler(
         Unit::Milliseconds,
     );
     metrics.flush();
-    Ok(report.response)
+    Ok(Response::Batch(report.response))
 }
 
 #[cfg(test)]
@@ -735,6 +813,8 @@ mod tests {
         assert_eq!(c.sessions_prefix, "sessions/");
         assert_eq!(c.quarantine_prefix, "quarantine/kinesis/");
         assert_eq!(c.start_concurrency, 10);
+        assert_eq!(c.failed_orders_prefix, "failed-orders/");
+        assert_eq!(c.start_attempts, 3);
         let err = Config::from_source(&[("ORDER_STATE_MACHINE_ARN", "arn:x")]).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -764,6 +844,38 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("START_CONCURRENCY"), "{err}");
+        let err = Config::from_source(&[
+            ("ARCHIVE_BUCKET", "b"),
+            ("ORDER_STATE_MACHINE_ARN", "arn:x"),
+            ("START_ATTEMPTS", "11"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("START_ATTEMPTS"), "{err}");
+    }
+
+    #[test]
+    fn replay_requests_and_deadlines() {
+        let e: KinesisBatch =
+            serde_json::from_str(r#"{"replayFailedOrders": {"prefix": "year=2024/"}}"#).unwrap();
+        assert!(e.records.is_empty());
+        assert_eq!(e.replay_failed_orders.unwrap().prefix, "year=2024/");
+        let e: KinesisBatch = serde_json::from_str(r#"{"replayFailedOrders": {}}"#).unwrap();
+        assert_eq!(e.replay_failed_orders.unwrap().prefix, "");
+        let e: KinesisBatch = serde_json::from_slice(fixture()).unwrap();
+        assert_eq!(e.replay_failed_orders, None);
+
+        let mut context = lambda_runtime::Context::default();
+        assert_eq!(deadline_of(&context), None, "no deadline in the context");
+        let in_a_minute = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        context.deadline = in_a_minute
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let left = deadline_of(&context).unwrap() - Instant::now();
+        assert!(
+            left > std::time::Duration::from_secs(55) && left <= std::time::Duration::from_secs(60),
+            "{left:?}"
+        );
     }
 
     #[test]
@@ -835,24 +947,22 @@ mod tests {
 
     #[test]
     fn keys() {
-        let k = batch_keys(
-            &config(),
-            "shardId-000000000000",
-            "495",
-            "496",
-            1_480_641_523_477,
-        );
+        let k = batch_keys(&config(), "shardId-000000000000", "495", 1_480_641_523_477);
         assert_eq!(
             k.archive,
-            "archive/year=2016/month=12/day=02/hour=01/shardId-000000000000-495-496.ndjson.gz"
+            "archive/year=2016/month=12/day=02/hour=01/shardId-000000000000-495.ndjson.gz"
         );
         assert_eq!(
             k.sessions,
-            "sessions/year=2016/month=12/day=02/hour=01/shardId-000000000000-495-496.ndjson"
+            "sessions/year=2016/month=12/day=02/hour=01/shardId-000000000000-495.ndjson"
         );
         assert_eq!(
             k.quarantine,
-            "quarantine/kinesis/year=2016/month=12/day=02/hour=01/shardId-000000000000-495-496.ndjson"
+            "quarantine/kinesis/year=2016/month=12/day=02/hour=01/shardId-000000000000-495.ndjson"
+        );
+        assert_eq!(
+            k.failed_orders,
+            "failed-orders/year=2016/month=12/day=02/hour=01/shardId-000000000000-495.ndjson"
         );
         assert_eq!(key_safe("a/b:c"), "a_b_c");
     }

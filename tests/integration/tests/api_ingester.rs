@@ -19,6 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 /// The client timeout the tests configure; the server's stall is longer.
 const CLIENT_TIMEOUT_SECS: &str = "1";
 const STALL: Duration = Duration::from_secs(3);
+/// The large endpoints: 6 pages of about 1.1 MB.
+const BIG_PAGES: usize = 6;
+const PAGE_RECORDS: usize = 2000;
 
 /// A tiny HTTP/1.1 API (hyper's server feature is not compiled in this workspace, and a
 /// GET-only responder needs nothing more). Every response closes the connection.
@@ -169,6 +172,22 @@ impl TestApi {
             },
             "/v1/orders?page=2" => reply(200, json!([{"order": "o3"}])),
             "/v1/broken" => reply(500, json!({"error": "always"})),
+            // BIG_PAGES pages of PAGE_RECORDS padded records, more than one 5 MB part in all;
+            // `flaky` links one more page, which answers 404.
+            t if t.starts_with("/v1/big") || t.starts_with("/v1/flaky") => {
+                let (path, page) = t.split_once("?page=").unwrap_or((t, "1"));
+                let page: usize = page.parse().unwrap();
+                let flaky = path == "/v1/flaky";
+                if flaky && page > BIG_PAGES {
+                    return reply(404, json!({"error": "gone mid-way"}));
+                }
+                let first = (page - 1) * PAGE_RECORDS;
+                let records: Vec<Value> = (first..first + PAGE_RECORDS)
+                    .map(|id| json!({"id": id, "pad": "x".repeat(500)}))
+                    .collect();
+                let next = (page < BIG_PAGES || flaky).then(|| format!("{path}?page={}", page + 1));
+                reply(200, json!({"data": records, "next": next}))
+            }
             _ => reply(404, json!({"error": "no such endpoint"})),
         }
     }
@@ -480,4 +499,108 @@ async fn a_wrong_key_is_access_denied() {
         .unwrap();
     let report = handler(scheduled_event(), &clients, &config).await.unwrap();
     assert_eq!((report.succeeded, report.failed), (1, 0), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_large_endpoint_is_streamed_as_a_multipart_upload() {
+    let Setup {
+        api,
+        clients,
+        config,
+        ..
+    } = setup("big", &[]).await;
+    let report = handler(scheduled_event(), &clients, &config).await.unwrap();
+    let (_, records, pages, _, key) = landed(&report.endpoints[0]);
+    assert_eq!((records, pages), (BIG_PAGES * PAGE_RECORDS, BIG_PAGES));
+    assert_eq!(api.hits("/v1/big?page=6"), 1);
+    // More than one 5 MB part: the pages went up as they came, not as one buffered body.
+    let head = clients
+        .s3
+        .head_object()
+        .bucket(&config.bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let size = head.content_length.unwrap() as usize;
+    assert!(size > etl_aws::s3::MIN_PART_SIZE, "{size}");
+    assert!(
+        head.e_tag.as_deref().unwrap_or("").ends_with("-2\""),
+        "a two-part upload's ETag: {:?}",
+        head.e_tag
+    );
+    // Every record once, in the API's order, with the run's `_ingested_at`.
+    let lines = lines(&clients.s3, &config.bucket, key).await;
+    let ids: Vec<u64> = lines.iter().map(|l| l["id"].as_u64().unwrap()).collect();
+    assert_eq!(
+        ids,
+        (0..(BIG_PAGES * PAGE_RECORDS) as u64).collect::<Vec<_>>()
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["_ingested_at"] == report.ingested_at.as_str())
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_mid_way_publishes_nothing() {
+    let Setup {
+        clients, config, ..
+    } = setup("flaky", &[("MAX_ATTEMPTS", "2")]).await;
+    let s3 = &clients.s3;
+    // What an earlier attempt of this scheduled run left at the key stays as it was.
+    let key = "raw-api-data/flaky/year=2024/month=05/day=01/20240501T120000Z.ndjson";
+    let before = b"{\"id\":\"earlier\"}\n".to_vec();
+    s3.put_object()
+        .bucket(&config.bucket)
+        .key(key)
+        .body(before.clone().into())
+        .send()
+        .await
+        .unwrap();
+    let err = handler(scheduled_event(), &clients, &config)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "NotFound", "{err}");
+    assert!(err.to_string().contains("/v1/flaky"), "{err}");
+    assert_eq!(get_bytes(s3, &config.bucket, key).await, before);
+    // The multipart upload (a 5 MB part had gone up) was aborted, not left behind.
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket(&config.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
+}
+
+#[tokio::test]
+async fn a_plain_http_base_url_is_refused_before_any_request() {
+    let Setup {
+        api,
+        clients,
+        config,
+        ..
+    } = setup("orders", &[]).await;
+    let (url_name, _, _) = config.parameter_names();
+    // The same server under a non-loopback name (never resolved: refused first).
+    let remote = format!("http://api.example.invalid:{}/v1", api.addr.port());
+    aws_sdk_ssm::Client::new(&sdk_config().await)
+        .put_parameter()
+        .name(&url_name)
+        .value(&remote)
+        .r#type(ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let err = handler(scheduled_event(), &clients, &config)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "InvalidInput", "{err}");
+    assert!(err.to_string().contains(&url_name), "{err}");
+    assert!(err.to_string().contains("https"), "{err}");
+    assert_eq!(api.hits("/v1/orders"), 0);
+    assert!(api.log.lock().unwrap().is_empty(), "no request at all");
 }

@@ -1,5 +1,6 @@
 //! kinesis-consumer in-process against LocalStack: S3 objects, Step Functions executions,
-//! redelivery, and batchItemFailures on transient S3 and Step Functions failures.
+//! redelivery with the batch boundaries Lambda uses (retries from a reported record,
+//! bisection, batches that grow), failing order starts recorded and replayed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read;
@@ -8,7 +9,10 @@ use base64::Engine as _;
 use integration_tests::{
     ACCOUNT, get_bytes, list_keys, new_bucket, pass_state_machine, sdk_config, unique_name,
 };
-use kinesis_consumer::{BatchReport, Clients, Config, KinesisBatch, handler, process};
+use kinesis_consumer::orders::FailedOrder;
+use kinesis_consumer::{
+    BatchReport, Clients, Config, KinesisBatch, ReplayRequest, Response, handler, process,
+};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 
@@ -50,6 +54,14 @@ fn batch(payloads: &[Result<String, &str>]) -> KinesisBatch {
         })
         .collect();
     serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+/// Records `range` of `whole`, as Lambda would deliver them in a smaller batch.
+fn slice(whole: &KinesisBatch, range: std::ops::Range<usize>) -> KinesisBatch {
+    KinesisBatch {
+        records: whole.records[range].to_vec(),
+        ..Default::default()
+    }
 }
 
 fn page_view(customer: &str, session: &str, secs: i64) -> Result<String, &'static str> {
@@ -152,7 +164,40 @@ fn order_names(indexes: &[usize]) -> Vec<String> {
 }
 
 async fn run(batch: &KinesisBatch, clients: &Clients, config: &Config) -> BatchReport {
-    process(batch, clients, config).await.unwrap()
+    process(batch, clients, config, None).await.unwrap()
+}
+
+/// The sequence numbers in every object under `prefix` (gunzipped when `.gz`), sorted,
+/// duplicates kept: the end state a reader of the bucket sees.
+async fn sequence_numbers(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let mut seqs = Vec::new();
+    for key in list_keys(s3, bucket, prefix).await {
+        let mut body = get_bytes(s3, bucket, &key).await;
+        if key.ends_with(".gz") {
+            body = gunzip(&body);
+        }
+        for line in ndjson(&body) {
+            seqs.push(line["sequence_number"].as_str().unwrap().to_string());
+        }
+    }
+    seqs.sort();
+    seqs
+}
+
+fn seqs(indexes: impl IntoIterator<Item = usize>) -> Vec<String> {
+    let mut v: Vec<String> = indexes.into_iter().map(seq).collect();
+    v.sort();
+    v
+}
+
+async fn failed_orders(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<FailedOrder> {
+    let mut orders = Vec::new();
+    for key in list_keys(s3, bucket, "failed-orders/").await {
+        for line in ndjson(&get_bytes(s3, bucket, &key).await) {
+            orders.push(serde_json::from_value(line).unwrap());
+        }
+    }
+    orders
 }
 
 #[tokio::test]
@@ -174,7 +219,10 @@ async fn batch_is_archived_aggregated_quarantined_and_orders_start_once() {
     )
     .await
     .unwrap();
-    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert!(
+        matches!(&response, Response::Batch(r) if r.batch_item_failures.is_empty()),
+        "{response:?}"
+    );
     assert_eq!(
         serde_json::to_value(&response).unwrap(),
         json!({"batchItemFailures": []})
@@ -183,9 +231,8 @@ async fn batch_is_archived_aggregated_quarantined_and_orders_start_once() {
     // One archive object for the whole batch, every record in it.
     let archive = list_keys(s3, bucket, "archive/").await;
     let want_key = format!(
-        "archive/year=2024/month=05/day=01/hour=12/{SHARD}-{}-{}.ndjson.gz",
-        seq(0),
-        seq(6)
+        "archive/year=2024/month=05/day=01/hour=12/{SHARD}-{}.ndjson.gz",
+        seq(0)
     );
     assert_eq!(archive, std::slice::from_ref(&want_key));
     let lines = ndjson(&gunzip(&get_bytes(s3, bucket, &want_key).await));
@@ -207,9 +254,8 @@ async fn batch_is_archived_aggregated_quarantined_and_orders_start_once() {
 
     // Session aggregates: (c1,s1) in the 12:00 window, (c2,s9) and (c2,null) in 12:05.
     let sessions_key = format!(
-        "sessions/year=2024/month=05/day=01/hour=12/{SHARD}-{}-{}.ndjson",
-        seq(0),
-        seq(6)
+        "sessions/year=2024/month=05/day=01/hour=12/{SHARD}-{}.ndjson",
+        seq(0)
     );
     assert_eq!(
         list_keys(s3, bucket, "sessions/").await,
@@ -288,6 +334,7 @@ async fn batch_is_archived_aggregated_quarantined_and_orders_start_once() {
     assert_eq!(list_keys(s3, bucket, "archive/").await, [want_key]);
     assert_eq!(list_keys(s3, bucket, "sessions/").await, [sessions_key]);
     assert_eq!(list_keys(s3, bucket, "quarantine/").await, quarantine);
+    assert!(list_keys(s3, bucket, "failed-orders/").await.is_empty());
     assert_eq!(
         executions(&clients.sfn, &machine).await,
         order_names(&[2, 5])
@@ -334,7 +381,7 @@ async fn s3_failure_reports_every_record_and_a_retry_recovers() {
 }
 
 #[tokio::test]
-async fn step_functions_failure_reports_the_purchases_and_archives_up_to_the_first() {
+async fn unreachable_step_functions_archives_everything_and_records_the_purchases() {
     let Setup {
         clients,
         config,
@@ -350,48 +397,246 @@ async fn step_functions_failure_reports_the_purchases_and_archives_up_to_the_fir
                 .build(),
         ),
     };
+    let config = Config {
+        start_attempts: 2,
+        ..config
+    };
     let batch = mixed_batch();
     let report = run(&batch, &broken, &config).await;
-    assert_eq!(report.failed_sequence_numbers(), [seq(2), seq(5)]);
-    assert_eq!(report.summary.orders_failed, 2);
-    assert_eq!(
-        report.summary.written, 2,
-        "only the records before the first failed purchase"
+    assert!(
+        report.failed_sequence_numbers().is_empty(),
+        "a failed start does not hold back the shard: {report:?}"
     );
+    assert_eq!(report.summary.orders_recorded, 2);
+    assert_eq!(report.summary.written, 7);
     let bucket = config.bucket.as_str();
-    let archive = list_keys(&clients.s3, bucket, "archive/").await;
-    assert_eq!(archive.len(), 1);
-    assert!(archive[0].ends_with(&format!("{SHARD}-{}-{}.ndjson.gz", seq(0), seq(1))));
     assert_eq!(
-        ndjson(&gunzip(&get_bytes(&clients.s3, bucket, &archive[0]).await)).len(),
-        2
+        sequence_numbers(&clients.s3, bucket, "archive/").await,
+        seqs(0..7),
+        "every record archived, once"
     );
+    let recorded = failed_orders(&clients.s3, bucket).await;
+    let recorded_seqs: Vec<&str> = recorded
+        .iter()
+        .map(|o| o.sequence_number.as_str())
+        .collect();
+    assert_eq!(recorded_seqs, [seq(2), seq(5)]);
+    for (order, i) in recorded.iter().zip([2, 5]) {
+        assert_eq!(order.execution_name, order_names(&[i])[0]);
+        assert_eq!(order.error_type, "TransientError", "{order:?}");
+        assert_eq!(order.attempts, 2, "retried START_ATTEMPTS times");
+        assert_eq!(order.input["source"]["sequenceNumber"], seq(i).as_str());
+        assert_eq!(order.state_machine_arn, machine);
+    }
     assert!(executions(&clients.sfn, &machine).await.is_empty());
 
-    // Lambda retries from the lowest reported sequence number (index 2).
-    let rest = KinesisBatch {
-        records: batch.records[2..].to_vec(),
+    // The operator's replay, through the handler, once Step Functions answers again.
+    let replay = KinesisBatch {
+        replay_failed_orders: Some(ReplayRequest::default()),
+        ..Default::default()
     };
-    let retry = run(&rest, &clients, &config).await;
-    assert!(retry.failed_sequence_numbers().is_empty(), "{retry:?}");
-    let archive = list_keys(&clients.s3, bucket, "archive/").await;
-    assert_eq!(archive.len(), 2);
-    let mut archived = Vec::new();
-    for key in &archive {
-        for line in ndjson(&gunzip(&get_bytes(&clients.s3, bucket, key).await)) {
-            archived.push(line["sequence_number"].as_str().unwrap().to_string());
-        }
-    }
-    archived.sort();
+    let response = handler(
+        LambdaEvent::new(replay, Context::default()),
+        &clients,
+        &config,
+    )
+    .await
+    .unwrap();
     assert_eq!(
-        archived,
-        (0..7).map(seq).collect::<Vec<_>>(),
-        "every record archived exactly once"
+        serde_json::to_value(&response).unwrap(),
+        json!({"objects": 1, "started": 2, "alreadyStarted": 0, "rejected": 0,
+               "stillFailing": 0, "objectsDeleted": 1})
     );
+    assert!(failed_orders(&clients.s3, bucket).await.is_empty());
     assert_eq!(
         executions(&clients.sfn, &machine).await,
         order_names(&[2, 5])
     );
+}
+
+/// Twelve records: purchases at 1, 4, 7 and 10, malformed records at 3 and 8.
+fn twelve() -> (KinesisBatch, Vec<usize>, Vec<usize>) {
+    let payloads: Vec<Result<String, &str>> = (0..12)
+        .map(|i| match i {
+            1 | 4 | 7 | 10 => purchase(
+                &format!("c{i}"),
+                Some("s"),
+                i as f64 + 0.25,
+                "2024-05-01T12:01:00Z",
+            ),
+            3 => Ok("not json".into()),
+            8 => Err("@@ not base64 @@"),
+            _ => page_view(&format!("c{}", i % 3), "s", i as i64 * 20),
+        })
+        .collect();
+    (batch(&payloads), vec![1, 4, 7, 10], vec![3, 8])
+}
+
+/// Events counted over every sessions object: a record aggregated twice counts twice.
+async fn aggregated_events(s3: &aws_sdk_s3::Client, bucket: &str) -> u64 {
+    let mut events = 0;
+    for key in list_keys(s3, bucket, "sessions/").await {
+        for line in ndjson(&get_bytes(s3, bucket, &key).await) {
+            events += line["events"].as_u64().unwrap();
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn missing_state_machine_then_bisection_ends_with_every_record_once() {
+    let Setup {
+        clients, config, ..
+    } = setup().await;
+    // The state machine named here does not exist yet (created part-way, as after a fix).
+    let name = unique_name("kc-late-orders");
+    let machine = format!("arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:{name}");
+    let config = Config {
+        order_state_machine_arn: machine.clone(),
+        ..config
+    };
+    let s3 = &clients.s3;
+    let bucket = config.bucket.as_str();
+    let (whole, purchases, malformed) = twelve();
+    let valid = 12 - malformed.len() as u64;
+
+    // 1. The whole batch: no purchase can start; everything is archived and the four
+    //    purchases are recorded (StateMachineDoesNotExist is not retried: it will not pass).
+    let first = run(&whole, &clients, &config).await;
+    assert!(first.failed_sequence_numbers().is_empty(), "{first:?}");
+    assert_eq!(first.summary.orders_recorded, 4);
+    let recorded = failed_orders(s3, bucket).await;
+    assert_eq!(
+        recorded
+            .iter()
+            .map(|o| o.sequence_number.clone())
+            .collect::<Vec<_>>(),
+        seqs(purchases.iter().copied())
+    );
+    assert!(
+        recorded
+            .iter()
+            .all(|o| o.error_type == "NotFound" && o.attempts == 1),
+        "{recorded:?}"
+    );
+    assert_eq!(sequence_numbers(s3, bucket, "archive/").await, seqs(0..12));
+
+    // 2. Say that invocation then timed out: Lambda bisects the batch and retries the
+    //    halves. The state machine is created between the two.
+    let first_half = run(&slice(&whole, 0..6), &clients, &config).await;
+    assert!(first_half.failed_sequence_numbers().is_empty());
+    assert_eq!(first_half.summary.orders_recorded, 2);
+    clients
+        .sfn
+        .create_state_machine()
+        .name(&name)
+        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/x"))
+        .definition(r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let second_half = run(&slice(&whole, 6..12), &clients, &config).await;
+    assert!(second_half.failed_sequence_numbers().is_empty());
+    assert_eq!(second_half.summary.orders_started, 2);
+    assert_eq!(second_half.summary.failed_orders_key, None);
+
+    // Every record once in the archive, once in the quarantine or once in the aggregates.
+    assert_eq!(sequence_numbers(s3, bucket, "archive/").await, seqs(0..12));
+    assert_eq!(list_keys(s3, bucket, "archive/").await.len(), 2);
+    assert_eq!(
+        sequence_numbers(s3, bucket, "quarantine/").await,
+        seqs(malformed.iter().copied())
+    );
+    assert_eq!(aggregated_events(s3, bucket).await, valid);
+    // The purchases of the first half wait in its failed-orders object; the second
+    // half's were started, and the longer first attempt's record of them is gone.
+    assert_eq!(
+        failed_orders(s3, bucket)
+            .await
+            .iter()
+            .map(|o| o.sequence_number.clone())
+            .collect::<Vec<_>>(),
+        seqs([1, 4])
+    );
+    assert_eq!(
+        executions(&clients.sfn, &machine).await,
+        order_names(&[7, 10])
+    );
+
+    // 3. The replay starts the rest: every purchase started once, nothing left recorded.
+    let replayed = kinesis_consumer::orders::replay_failed_orders(&clients, &config, "")
+        .await
+        .unwrap();
+    assert_eq!((replayed.started, replayed.objects_deleted), (2, 1));
+    assert!(failed_orders(s3, bucket).await.is_empty());
+    assert_eq!(
+        executions(&clients.sfn, &machine).await,
+        order_names(&purchases)
+    );
+
+    // 4. A late redelivery of the second half (a stale checkpoint) changes nothing.
+    let again = run(&slice(&whole, 6..12), &clients, &config).await;
+    assert_eq!(again.summary.orders_already_started, 2);
+    assert_eq!(sequence_numbers(s3, bucket, "archive/").await, seqs(0..12));
+    assert_eq!(aggregated_events(s3, bucket).await, valid);
+}
+
+#[tokio::test]
+async fn a_retry_that_grows_and_a_retry_from_a_reported_record_keep_every_record_once() {
+    let Setup {
+        clients,
+        config,
+        machine,
+    } = setup().await;
+    let s3 = &clients.s3;
+    let (whole, purchases, _) = twelve();
+    // S3 fails (the bucket is not there yet): the batch of five is reported whole.
+    let bucket = unique_name("kc-late-bucket");
+    let config = Config {
+        bucket: bucket.clone(),
+        ..config
+    };
+    let failed = run(&slice(&whole, 0..5), &clients, &config).await;
+    assert_eq!(failed.failed_sequence_numbers(), seqs(0..5));
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    // Lambda retries from the first record, and by now more records have arrived.
+    let retry = run(&slice(&whole, 0..9), &clients, &config).await;
+    assert!(retry.failed_sequence_numbers().is_empty());
+    // Then the next batch, starting after the checkpoint.
+    let next = run(&slice(&whole, 9..12), &clients, &config).await;
+    assert!(next.failed_sequence_numbers().is_empty());
+    assert_eq!(sequence_numbers(s3, &bucket, "archive/").await, seqs(0..12));
+    assert_eq!(list_keys(s3, &bucket, "archive/").await.len(), 2);
+    assert_eq!(
+        executions(&clients.sfn, &machine).await,
+        order_names(&purchases)
+    );
+    assert!(failed_orders(s3, &bucket).await.is_empty());
+}
+
+#[tokio::test]
+async fn near_the_deadline_purchases_are_recorded_not_attempted() {
+    let Setup {
+        clients,
+        config,
+        machine,
+    } = setup().await;
+    let (whole, purchases, _) = twelve();
+    // Already inside the write reserve: no start is attempted, the writes still happen.
+    let deadline = std::time::Instant::now() + kinesis_consumer::orders::WRITE_RESERVE;
+    let report = process(&whole, &clients, &config, Some(deadline))
+        .await
+        .unwrap();
+    assert!(report.failed_sequence_numbers().is_empty());
+    assert_eq!(report.summary.orders_recorded, purchases.len());
+    assert_eq!(report.summary.orders_started, 0);
+    let recorded = failed_orders(&clients.s3, &config.bucket).await;
+    assert!(recorded.iter().all(|o| o.attempts == 0), "{recorded:?}");
+    assert_eq!(
+        sequence_numbers(&clients.s3, &config.bucket, "archive/").await,
+        seqs(0..12)
+    );
+    assert!(executions(&clients.sfn, &machine).await.is_empty());
 }
 
 #[tokio::test]
