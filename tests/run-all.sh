@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` and CI run it: LocalStack up (unless an endpoint is
 # given or it already runs), every Rust test (unit tests, and integration tests that call
-# the handlers against LocalStack), then the LocalStack harness suite. LocalStack is stopped
+# the handlers against LocalStack), the differential test of spec semantics against DuckDB,
+# then the LocalStack harness suite. LocalStack is stopped
 # again only if this script started it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,4 +22,6 @@ stop() {
 trap stop EXIT
 
 cargo test --release --workspace --locked
+# The spec semantics against DuckDB, on the `etl` binary the cargo tests just built.
+tests/semantics/run.sh
 tests/localstack/run-tests.sh

@@ -112,11 +112,24 @@ pub(crate) fn double_text(x: f64) -> String {
         return if x.is_sign_negative() { "-0.0" } else { "0.0" }.into();
     }
     // `{:e}` gives the shortest round-trip digits: "1.2345e17".
-    let sci = format!("{x:e}");
+    let mut sci = format!("{x:e}");
+    let mantissa_digits = |t: &str| {
+        let m = t.split('e').next().unwrap_or("");
+        m.chars().filter(char::is_ascii_digit).count()
+    };
+    if mantissa_digits(&sci) >= 17 {
+        // Seventeen significant digits always read back; Rust's shortest form may round a
+        // tie at the 17th upwards, where the correctly rounded (ties to even) text is wanted.
+        sci = format!("{x:.16e}");
+    }
     let (mantissa, exp) = sci.split_once('e').expect("exponent form");
     let exp: i32 = exp.parse().expect("exponent");
     let negative = mantissa.starts_with('-');
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let digits = match digits.trim_end_matches('0') {
+        "" => "0".to_string(),
+        d => d.to_string(),
+    };
     let sign = if negative { "-" } else { "" };
     if !(-4..16).contains(&exp) {
         let (first, rest) = digits.split_at(1);
@@ -709,6 +722,7 @@ mod tests {
             (0.00001, "1e-05"),
             (123_456_789_012_345_680.0, "1.2345678901234568e+17"),
             (123_456_789.123, "123456789.123"),
+            (1.000_099_182_128_906_25, "1.0000991821289062"),
             (-0.5, "-0.5"),
             (f64::INFINITY, "inf"),
             (f64::NAN, "nan"),
