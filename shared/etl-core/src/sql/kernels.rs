@@ -222,33 +222,62 @@ pub(crate) fn from_text(c: Column, to: ColumnType, strict: bool) -> PolarsResult
     let n = c.len();
     let values = strs(&c, n)?;
     let mut failed: Option<String> = None;
-    let mut parse = |v: Option<&str>, f: &dyn Fn(&str) -> Result<(), String>| {
-        if let Some(s) = v
-            && let Err(e) = f(s)
-            && failed.is_none()
-        {
-            failed = Some(e);
-        }
+    // Parses every value, remembering the first failure; what did not parse is NULL.
+    let mut parse_all = |parse: &dyn Fn(&str) -> Result<_, String>| -> Vec<Option<_>> {
+        values
+            .iter()
+            .map(|v| {
+                let parsed = parse((*v)?);
+                if let (Err(e), None) = (&parsed, &failed) {
+                    failed = Some(e.clone());
+                }
+                parsed.ok()
+            })
+            .collect()
     };
-    // Each arm parses, remembering the first failure, and nulls what did not parse.
     let out = match to {
         ColumnType::String => return Ok(c),
         ColumnType::Bigint => {
-            let v: Int64Chunked = values
-                .iter()
-                .map(|v| {
-                    parse(*v, &|s| types::parse_bigint(s).map(|_| ()));
-                    v.and_then(|s| types::parse_bigint(s).ok())
-                })
-                .collect();
-            v.into_column()
+            let v = parse_all(&|s| types::parse_bigint(s).map(i128::from));
+            Int64Chunked::from_iter_options(
+                PlSmallStr::EMPTY,
+                v.into_iter().map(|v| v.and_then(|v| i64::try_from(v).ok())),
+            )
+            .into_column()
         }
+        ColumnType::Date => {
+            let v = parse_all(&|s| types::parse_date(s, None).map(i128::from));
+            Int32Chunked::from_iter_options(
+                PlSmallStr::EMPTY,
+                v.into_iter().map(|v| v.and_then(|v| i32::try_from(v).ok())),
+            )
+            .into_column()
+            .cast(&DataType::Date)?
+        }
+        ColumnType::Timestamp => {
+            let v = parse_all(&|s| types::parse_timestamp(s, None).map(i128::from));
+            Int64Chunked::from_iter_options(
+                PlSmallStr::EMPTY,
+                v.into_iter().map(|v| v.and_then(|v| i64::try_from(v).ok())),
+            )
+            .into_column()
+            .cast(&to.to_polars())?
+        }
+        ColumnType::Decimal { precision, scale } => decimal_column(
+            parse_all(&|s| types::parse_decimal(s, precision, scale)),
+            precision,
+            scale,
+        ),
+        // Doubles and booleans are not integers: parsed on their own.
         ColumnType::Double => {
             let v: Float64Chunked = values
                 .iter()
-                .map(|v| {
-                    parse(*v, &|s| types::parse_double(s).map(|_| ()));
-                    v.and_then(|s| types::parse_double(s).ok())
+                .map(|v| match types::parse_double((*v)?) {
+                    Ok(x) => Some(x),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        None
+                    }
                 })
                 .collect();
             v.into_column()
@@ -256,44 +285,15 @@ pub(crate) fn from_text(c: Column, to: ColumnType, strict: bool) -> PolarsResult
         ColumnType::Boolean => {
             let v: BooleanChunked = values
                 .iter()
-                .map(|v| {
-                    parse(*v, &|s| types::parse_boolean(s).map(|_| ()));
-                    v.and_then(|s| types::parse_boolean(s).ok())
+                .map(|v| match types::parse_boolean((*v)?) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        None
+                    }
                 })
                 .collect();
             v.into_column()
-        }
-        ColumnType::Date => {
-            let v: Int32Chunked = values
-                .iter()
-                .map(|v| {
-                    parse(*v, &|s| types::parse_date(s, None).map(|_| ()));
-                    v.and_then(|s| types::parse_date(s, None).ok())
-                })
-                .collect();
-            v.into_column().cast(&DataType::Date)?
-        }
-        ColumnType::Timestamp => {
-            let v: Int64Chunked = values
-                .iter()
-                .map(|v| {
-                    parse(*v, &|s| types::parse_timestamp(s, None).map(|_| ()));
-                    v.and_then(|s| types::parse_timestamp(s, None).ok())
-                })
-                .collect();
-            v.into_column().cast(&to.to_polars())?
-        }
-        ColumnType::Decimal { precision, scale } => {
-            let v: Vec<Option<i128>> = values
-                .iter()
-                .map(|v| {
-                    parse(*v, &|s| {
-                        types::parse_decimal(s, precision, scale).map(|_| ())
-                    });
-                    v.and_then(|s| types::parse_decimal(s, precision, scale).ok())
-                })
-                .collect();
-            decimal_column(v, precision, scale)
         }
     };
     match failed {
@@ -343,8 +343,7 @@ pub(crate) fn cast_number(
                     let r = x.round_ties_even();
                     // i64::MAX as f64 rounds up to 2^63, which does not fit.
                     if r.is_finite()
-                        && r >= -9_223_372_036_854_775_808.0
-                        && r < 9_223_372_036_854_775_808.0
+                        && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&r)
                     {
                         #[allow(clippy::cast_possible_truncation)]
                         Some(r as i64)
@@ -722,7 +721,8 @@ mod tests {
             (0.00001, "1e-05"),
             (123_456_789_012_345_680.0, "1.2345678901234568e+17"),
             (123_456_789.123, "123456789.123"),
-            (1.000_099_182_128_906_25, "1.0000991821289062"),
+            // 1.00009918212890625 exactly: a tie at the 17th digit.
+            (1.0 + 13.0 / 131_072.0, "1.0000991821289062"),
             (-0.5, "-0.5"),
             (f64::INFINITY, "inf"),
             (f64::NAN, "nan"),
