@@ -9,7 +9,7 @@ use std::time::Instant;
 use chrono::{DateTime, SecondsFormat, Utc};
 use polars::prelude::*;
 
-use crate::batch::{LINE_COLUMN, Typer};
+use crate::batch::{RECORD_COLUMN, Typer};
 use crate::error::{EtlError, PolarsContext, SpecError};
 use crate::manifest::{
     Counts, MANIFEST_VERSION, QuarantineFile, RunManifest, RunStatus, SchemaColumn, SourceInfo,
@@ -91,7 +91,7 @@ impl Pipeline {
             })?;
         }
         let mut output_schema = empty.schema().as_ref().clone();
-        output_schema.shift_remove(LINE_COLUMN);
+        output_schema.shift_remove(RECORD_COLUMN);
         for p in &spec.output.partition_by {
             if output_schema.get(p).is_none() {
                 return Err(SpecError::at(

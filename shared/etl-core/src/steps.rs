@@ -8,7 +8,7 @@ use polars::prelude::*;
 use polars_io::SerReader;
 use polars_io::parquet::read::ParquetReader;
 
-use crate::batch::LINE_COLUMN;
+use crate::batch::RECORD_COLUMN;
 use crate::chars::ClassReplace;
 use crate::error::{EtlError, PolarsContext, SpecError};
 use crate::hash::{SeenSet, row_hashes};
@@ -21,6 +21,7 @@ use crate::types::{self, ColumnType};
 
 /// Rows a step (or a quality rule) refused.
 pub(crate) struct Rejected {
+    /// The rows; only their record keys are read: quarantine shows the text as read.
     pub frame: DataFrame,
     /// Stable key for counting (`filter:non_negative_amount`).
     pub code: String,
@@ -351,7 +352,7 @@ fn read_reference_csv(j: &JoinStep, bytes: &[u8]) -> Result<DataFrame, EtlError>
         .typer
         .finish()
         .context(|| format!("reading reference {}", j.path))?;
-    df.drop_in_place(LINE_COLUMN)
+    df.drop_in_place(RECORD_COLUMN)
         .context(|| format!("reading reference {}", j.path))?;
     Ok(df)
 }
@@ -416,7 +417,7 @@ impl CompiledStep {
                     None => df
                         .get_column_names()
                         .into_iter()
-                        .filter(|n| n.as_str() != LINE_COLUMN)
+                        .filter(|n| n.as_str() != RECORD_COLUMN)
                         .cloned()
                         .collect(),
                 };
@@ -585,9 +586,9 @@ fn cast_column(
     if ok.all() {
         return Ok(df);
     }
-    let (kept, mut rejected) = split(&df, &ok)?;
-    // The rejected rows keep their original values, not the failed conversion.
-    rejected.with_column(source.filter(&!&ok)?)?;
+    // Rejected rows are quarantined with the text that was read (see `raw`), so their
+    // values here do not matter.
+    let (kept, rejected) = split(&df, &ok)?;
     outcome.rejected.push(Rejected {
         frame: rejected,
         code: format!("invalid_cast:{column}"),
