@@ -1295,6 +1295,19 @@ def diff_quarantine_codes(o: Outcome) -> list[str]:
     return found
 
 
+def _same_text(o: Outcome, expected, got) -> bool:
+    """In JSON input a number's quarantine text is rendered from its value (README), so
+    `-1e19` may read back as `-1e+19`: there, numbers compare by value. CSV text is exact."""
+    if got == expected:
+        return True
+    if "json" not in o.label or expected is None or got is None:
+        return False
+    try:
+        return float(expected) == float(got)
+    except ValueError:
+        return False
+
+
 def text_differences(o: Outcome) -> list[tuple]:
     """(line, code, column, expected, got) for every quarantine text that differs."""
     desc, rows = engine_quarantine(o)
@@ -1305,7 +1318,8 @@ def text_differences(o: Outcome) -> list[tuple]:
         exp = o.expected.quarantine_text.get(line)
         if exp is None:
             continue  # reported by the codes test
-        found += [(line, code, c, exp[c], g) for c, g in zip(names, r[3:]) if g != exp[c]]
+        found += [(line, code, c, exp[c], g) for c, g in zip(names, r[3:])
+                  if not _same_text(o, exp[c], g)]
         if raw != exp["_raw"]:
             found.append((line, code, "_raw", exp["_raw"], raw))
     return found

@@ -107,16 +107,10 @@ def test_quarantine_lines_and_codes_match_the_model(codes, label):
     assert not codes[label], _fail(codes[label])
 
 
-# README: quarantine files hold "the text that was read". Rows rejected after typing still
-# carry typed and filled values, and a ragged row's `_raw` loses its CSV quoting (issue 17,
-# items 3 and 4, being fixed). Strict: once they pass, this mark must go. `--runxfail`
-# shows the differences; build/spec-findings.md lists them either way.
-TEXT_XFAIL = pytest.mark.xfail(strict=True, reason="issue 17 items 3-4: quarantine text after typing")
-
-
-@pytest.mark.parametrize("label", [
-    pytest.param(label, marks=() if label.endswith("@empty") else TEXT_XFAIL) for label in ALL
-])
+# README: quarantine files hold "the text that was read", for rows rejected while reading
+# and for rows a step or rule rejected after typing, and a ragged row's `_raw` is the record
+# as it stood in the file.
+@pytest.mark.parametrize("label", ALL)
 def test_quarantine_holds_the_text_that_was_read(texts, label):
     assert not texts[label], _fail(texts[label])
 

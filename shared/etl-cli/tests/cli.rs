@@ -332,3 +332,38 @@ fn never_panics_on_garbage() {
         }
     }
 }
+
+#[test]
+fn readme_null_values_example_loads_and_a_wrong_item_names_its_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let example = readme
+        .lines()
+        .find(|l| l.trim_start().starts_with("null_values:"))
+        .expect("README shows null_values");
+    let example = example.split('#').next().unwrap().trim_end();
+    let with = |line: &str| {
+        let text = std::fs::read_to_string(customers_spec())
+            .unwrap()
+            .replace("  format: auto\n", &format!("  format: auto\n{line}\n"));
+        assert!(text.contains(line), "the customers spec has `format: auto`");
+        let spec = dir.path().join("spec.yaml");
+        std::fs::write(&spec, text).unwrap();
+        etl(&["validate", "--spec", spec.to_str().unwrap()])
+    };
+    let out = with(example);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{example}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = with("  null_values: [NA, {a: 1}]");
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spec.yaml line 9 (source.null_values[1]):"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Option<"), "{stderr}");
+}

@@ -13,9 +13,10 @@ use crate::read::{Field, Record};
 use crate::spec::FieldSpec;
 use crate::types::{self, ColumnType};
 
-/// The hidden column that carries each row's input line through the steps, so a row
-/// rejected late still names where it came from.
-pub const LINE_COLUMN: &str = "__line";
+/// The hidden column that carries each row's key through the steps: the number the reader
+/// gave its record (see `stages::Reader`), by which a row rejected late finds the record's
+/// raw bytes and line again. Not the line itself: values of a JSON array share lines.
+pub const RECORD_COLUMN: &str = "__record";
 
 /// Why a record was refused while typing it.
 #[derive(Debug)]
@@ -233,7 +234,8 @@ pub(crate) struct Typer {
     /// A handful of markers: comparing against each beats hashing every field.
     null_values: Vec<String>,
     builders: Vec<Builder>,
-    lines: Vec<u64>,
+    /// Each row's key, for [`RECORD_COLUMN`].
+    keys: Vec<u64>,
     capacity: usize,
     /// The text fields of the record being typed, kept between records so that typing
     /// one allocates nothing.
@@ -249,14 +251,14 @@ impl Typer {
                 .iter()
                 .map(|f| Builder::new(f.ty, &f.name, capacity))
                 .collect(),
-            lines: Vec::with_capacity(capacity),
+            keys: Vec::with_capacity(capacity),
             capacity,
             staged: Vec::with_capacity(schema.len()),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.lines.len()
+        self.keys.len()
     }
 
     /// Number of schema columns.
@@ -266,7 +268,7 @@ impl Typer {
 
     /// Types one record: appended whole, or refused whole. Typed values are appended as
     /// they parse and taken back if a later field refuses the record.
-    pub fn push(&mut self, line: u64, record: &dyn Record) -> Result<(), Reject> {
+    pub fn push(&mut self, key: u64, record: &dyn Record) -> Result<(), Reject> {
         let mut staged = reuse(std::mem::take(&mut self.staged));
         for (i, f) in self.schema.iter().enumerate() {
             let builder = &mut self.builders[i];
@@ -300,16 +302,16 @@ impl Typer {
         }
         drop(texts);
         self.staged = reuse(staged);
-        self.lines.push(line);
+        self.keys.push(key);
         Ok(())
     }
 
-    /// The typed batch so far, with its line column first; the typer starts a new one.
+    /// The typed batch so far, with its key column first; the typer starts a new one.
     pub fn finish(&mut self) -> PolarsResult<DataFrame> {
-        let height = self.lines.len();
+        let height = self.keys.len();
         let mut columns = Vec::with_capacity(self.schema.len() + 1);
-        let lines = std::mem::replace(&mut self.lines, Vec::with_capacity(self.capacity));
-        columns.push(UInt64Chunked::from_vec(LINE_COLUMN.into(), lines).into_column());
+        let keys = std::mem::replace(&mut self.keys, Vec::with_capacity(self.capacity));
+        columns.push(UInt64Chunked::from_vec(RECORD_COLUMN.into(), keys).into_column());
         for (b, f) in self.builders.iter_mut().zip(&self.schema) {
             columns.push(b.finish(&f.name, self.capacity));
         }
@@ -430,7 +432,7 @@ mod tests {
         assert_eq!(amount.dtype(), &DataType::Decimal(8, 2));
         assert_eq!(df.column("score").unwrap().null_count(), 1, "NA is null");
         assert_eq!(
-            df.column(LINE_COLUMN).unwrap().u64().unwrap().get(0),
+            df.column(RECORD_COLUMN).unwrap().u64().unwrap().get(0),
             Some(2)
         );
         // The typer is ready for the next batch.

@@ -16,6 +16,7 @@ pub mod manifest;
 mod ordered;
 mod pipeline;
 pub mod quality;
+mod raw;
 mod read;
 pub mod schema;
 pub mod spec;

@@ -265,6 +265,10 @@ impl RecordVisitor for MarkBoundaries<'_> {
         self.progress.record_done(line);
         self.inner.malformed(line, raw, reason)
     }
+
+    fn layout(&mut self, layout: crate::read::Layout) {
+        self.inner.layout(layout);
+    }
 }
 
 /// Turns the marks on an I/O error into the error a caller acts on: a passed limit or

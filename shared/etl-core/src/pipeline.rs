@@ -9,7 +9,7 @@ use std::time::Instant;
 use chrono::{DateTime, SecondsFormat, Utc};
 use polars::prelude::*;
 
-use crate::batch::{LINE_COLUMN, Typer};
+use crate::batch::{RECORD_COLUMN, Typer};
 use crate::error::{EtlError, PolarsContext, SpecError};
 use crate::limits::{self, Guarded, Limits, MarkBoundaries, Source};
 use crate::manifest::{
@@ -120,7 +120,7 @@ impl Pipeline {
                 .map_err(named)?;
         }
         let mut output_schema = empty.schema().as_ref().clone();
-        output_schema.shift_remove(LINE_COLUMN);
+        output_schema.shift_remove(RECORD_COLUMN);
         for p in &spec.output.partition_by {
             // The key and a null's name must leave most of a directory name to values.
             if crate::write::escape_path(p).len() > 128 {

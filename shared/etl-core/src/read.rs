@@ -22,6 +22,20 @@ pub(crate) enum Field<'a> {
 pub(crate) trait Record {
     /// The field, or why it cannot be read (invalid UTF-8).
     fn field(&self, col: usize) -> Result<Field<'_>, String>;
+    /// The record's bytes as they stand in the input (quoting kept), when a reader read it.
+    fn raw(&self) -> &[u8] {
+        &[]
+    }
+}
+
+/// A field as quarantine files show it: the text that was read (JSON values other than
+/// strings as their JSON text); a missing field, or one that is not UTF-8, is null.
+pub(crate) fn field_text(field: Result<Field<'_>, String>) -> Option<String> {
+    match field {
+        Ok(Field::Text(t)) => Some(t.to_string()),
+        Ok(Field::Json(v)) => Some(v.to_string()),
+        Ok(Field::Absent) | Err(_) => None,
+    }
 }
 
 /// What a reader hands records to.
@@ -29,6 +43,8 @@ pub(crate) trait RecordVisitor {
     fn record(&mut self, line: u64, record: &dyn Record) -> Result<(), EtlError>;
     /// A record the reader could not split into fields; `raw` is its text.
     fn malformed(&mut self, line: u64, raw: &str, reason: String) -> Result<(), EtlError>;
+    /// How to split the raw bytes of this input's records again; told before the first record.
+    fn layout(&mut self, _layout: Layout) {}
 }
 
 /// What a reader learnt about the input's columns.
@@ -135,6 +151,7 @@ struct CsvRecord<'a> {
     text: Option<&'a str>,
     /// schema column -> input field index
     map: &'a [Option<usize>],
+    raw: &'a [u8],
 }
 
 impl Record for CsvRecord<'_> {
@@ -151,6 +168,67 @@ impl Record for CsvRecord<'_> {
             .map(Field::Text)
             .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))
     }
+
+    fn raw(&self) -> &[u8] {
+        self.raw
+    }
+}
+
+/// The CSV dialect of every read, so that a record split again splits the same way.
+fn csv_reader<R: Read>(delimiter: u8, input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(input)
+}
+
+/// Keeps a copy of what the CSV reader reads, so each record's bytes can be handed on as
+/// they stand in the file: the csv crate only gives fields, unquoted. A copy is cheaper
+/// than parsing twice, and only the bytes since the current record are kept.
+struct Tee<'a> {
+    inner: &'a mut dyn BufRead,
+    seen: Vec<u8>,
+    /// Input offset of `seen[0]`.
+    base: u64,
+}
+
+/// Bytes kept before they are dropped: large enough that dropping is rare.
+const TEE_KEEP: usize = 1 << 20;
+
+impl Read for Tee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl Tee<'_> {
+    /// The record between input offsets `start` and `end`, without the line ends around
+    /// it (the one before it, blank lines skipped, its own terminator), and how many line
+    /// breaks came before it: the csv crate's line is where `start` is. Bytes before
+    /// `start` are no longer needed.
+    fn record(&mut self, start: u64, end: u64) -> (u64, &[u8]) {
+        let from = (start - self.base) as usize;
+        if from > TEE_KEEP {
+            self.seen.drain(..from);
+            self.base = start;
+        }
+        let from = (start - self.base) as usize;
+        let to = (end - self.base) as usize;
+        let bytes = &self.seen[from..to.min(self.seen.len())];
+        let start = bytes
+            .iter()
+            .position(|b| !matches!(*b, b'\r' | b'\n'))
+            .unwrap_or(bytes.len());
+        let end = bytes
+            .iter()
+            .rposition(|b| !matches!(*b, b'\r' | b'\n'))
+            .map_or(start, |e| e + 1);
+        let breaks = bytes[..start].iter().filter(|b| **b == b'\n').count() as u64;
+        (breaks, &bytes[start..end])
+    }
 }
 
 pub(crate) fn read_csv(
@@ -159,18 +237,19 @@ pub(crate) fn read_csv(
     visitor: &mut dyn RecordVisitor,
 ) -> Result<InputColumns, EtlError> {
     skip_bom(input, opts.name)?;
-    // After a CRLF the csv reader starts the next record at the LF, before counting it, so
-    // every line it reports is one short. A file's first line tells which endings it uses.
-    let line_offset = u64::from(ends_with_crlf(input, opts.name)?);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .delimiter(opts.delimiter)
-        .from_reader(input);
-    let header = reader
-        .byte_headers()
+    let tee = Tee {
+        inner: input,
+        seen: Vec::with_capacity(1 << 16),
+        base: 0,
+    };
+    let mut reader = csv_reader(opts.delimiter, tee);
+    let mut header = csv::ByteRecord::new();
+    if !reader
+        .read_byte_record(&mut header)
         .map_err(|e| csv_error(opts.name, e))?
-        .clone();
+    {
+        return Ok(InputColumns::default());
+    }
     if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
         // An empty file: no columns, no rows.
         return Ok(InputColumns::default());
@@ -213,6 +292,11 @@ pub(crate) fn read_csv(
         .at_line(1)
         .into());
     }
+    visitor.layout(Layout::Csv {
+        delimiter: opts.delimiter,
+        map: map.clone(),
+        names: opts.schema.iter().map(|f| f.name.clone()).collect(),
+    });
 
     let width = header.len();
     let mut record = csv::ByteRecord::new();
@@ -222,16 +306,14 @@ pub(crate) fn read_csv(
             Ok(true) => {}
             Err(e) => return Err(csv_error(opts.name, e)),
         }
-        let line = record.position().map_or(0, csv::Position::line) + line_offset;
+        let (line, start) = record.position().map_or((0, 0), |p| (p.line(), p.byte()));
+        let end = reader.position().byte();
+        let (breaks, raw) = reader.get_mut().record(start, end);
+        let line = line + breaks;
         if record.len() != width {
-            let raw = record
-                .iter()
-                .map(String::from_utf8_lossy)
-                .collect::<Vec<_>>()
-                .join(&char::from(opts.delimiter).to_string());
             visitor.malformed(
                 line,
-                &raw,
+                &String::from_utf8_lossy(raw),
                 format!("expected {width} fields, found {}", record.len()),
             )?;
             continue;
@@ -242,21 +324,11 @@ pub(crate) fn read_csv(
                 record: &record,
                 text: std::str::from_utf8(record.as_slice()).ok(),
                 map: &map,
+                raw,
             },
         )?;
     }
     Ok(columns)
-}
-
-/// Whether the first line of the input ends with CRLF (looked at without consuming it).
-fn ends_with_crlf(input: &mut dyn BufRead, name: &str) -> Result<bool, EtlError> {
-    let buf = input
-        .fill_buf()
-        .map_err(|e| EtlError::io(format!("reading {name}"), e))?;
-    Ok(buf
-        .iter()
-        .position(|&b| b == b'\n')
-        .is_some_and(|i| i > 0 && buf[i - 1] == b'\r'))
 }
 
 fn csv_error(name: &str, e: csv::Error) -> EtlError {
@@ -305,6 +377,7 @@ struct JsonRecord<'a> {
     object: &'a serde_json::Map<String, Value>,
     paths: &'a [Vec<String>],
     names: &'a [String],
+    raw: &'a [u8],
 }
 
 impl Record for JsonRecord<'_> {
@@ -326,6 +399,10 @@ impl Record for JsonRecord<'_> {
             }
         }
         Ok(Field::Absent)
+    }
+
+    fn raw(&self) -> &[u8] {
+        self.raw
     }
 }
 
@@ -406,7 +483,7 @@ impl<'a> KeyTracker<'a> {
     }
 }
 
-struct JsonShape {
+pub(crate) struct JsonShape {
     paths: Vec<Vec<String>>,
     names: Vec<String>,
 }
@@ -431,7 +508,7 @@ fn visit_json_value(
     shape: &JsonShape,
     keys: &mut KeyTracker<'_>,
     visitor: &mut dyn RecordVisitor,
-    raw: impl FnOnce() -> String,
+    raw: &[u8],
 ) -> Result<(), EtlError> {
     match value {
         Value::Object(object) => {
@@ -442,12 +519,13 @@ fn visit_json_value(
                     object,
                     paths: &shape.paths,
                     names: &shape.names,
+                    raw,
                 },
             )
         }
         other => visitor.malformed(
             line,
-            &raw(),
+            &String::from_utf8_lossy(raw),
             format!("expected a JSON object, found {}", json_kind(other)),
         ),
     }
@@ -485,6 +563,7 @@ pub(crate) fn read_ndjson(
 ) -> Result<InputColumns, EtlError> {
     skip_bom(input, opts.name)?;
     let shape = JsonShape::new(opts.schema);
+    visitor.layout(Layout::Json(JsonShape::new(opts.schema)));
     let mut keys = KeyTracker::new(opts.schema);
     let mut buf = Vec::with_capacity(4096);
     let mut line = 0u64;
@@ -502,9 +581,7 @@ pub(crate) fn read_ndjson(
             continue;
         }
         match serde_json::from_slice::<Value>(text) {
-            Ok(value) => visit_json_value(&value, line, &shape, &mut keys, visitor, || {
-                String::from_utf8_lossy(text).into_owned()
-            })?,
+            Ok(value) => visit_json_value(&value, line, &shape, &mut keys, visitor, text)?,
             Err(e) => visitor.malformed(
                 line,
                 &String::from_utf8_lossy(text),
@@ -549,6 +626,7 @@ pub(crate) fn read_json(
 ) -> Result<InputColumns, EtlError> {
     skip_bom(input, opts.name)?;
     let shape = JsonShape::new(opts.schema);
+    visitor.layout(Layout::Json(JsonShape::new(opts.schema)));
     let mut keys = KeyTracker::new(opts.schema);
     let mut splitter = JsonSplitter::new(input, opts.name);
     while let Some((line, bytes)) = splitter.next_value()? {
@@ -556,9 +634,7 @@ pub(crate) fn read_json(
             InputError::new(opts.name, format!("invalid JSON: {}", json_message(&e)))
                 .at_line(line + e.line() as u64 - 1)
         })?;
-        visit_json_value(&value, line, &shape, &mut keys, visitor, || {
-            String::from_utf8_lossy(&bytes).into_owned()
-        })?;
+        visit_json_value(&value, line, &shape, &mut keys, visitor, &bytes)?;
     }
     check_extra(keys, opts)
 }
@@ -724,6 +800,80 @@ impl<'a> JsonSplitter<'a> {
             }
             self.bump()?;
             out.push(c);
+        }
+    }
+}
+
+/// How an input's records split into schema fields: kept so that the few records a step
+/// or rule rejects can be split again, by the readers' own logic, into the text they held.
+pub(crate) enum Layout {
+    Csv {
+        delimiter: u8,
+        /// schema column -> field index, from the header
+        map: Vec<Option<usize>>,
+        names: Vec<String>,
+    },
+    Json(JsonShape),
+}
+
+impl Layout {
+    /// The schema's column names.
+    pub(crate) fn names(&self) -> &[String] {
+        match self {
+            Self::Csv { names, .. } => names,
+            Self::Json(shape) => &shape.names,
+        }
+    }
+
+    /// Hands `each` every schema field of each record in turn, as [`field_text`] would
+    /// give it; a record that no longer splits (it always did once) gives nulls.
+    pub(crate) fn split_each(&self, records: &[&[u8]], mut each: impl FnMut(usize, Option<&str>)) {
+        let width = self.names().len();
+        let mut fields = |record: Option<&dyn Record>| {
+            for i in 0..width {
+                match record.map(|r| r.field(i)) {
+                    Some(Ok(Field::Text(t))) => each(i, Some(t)),
+                    Some(Ok(Field::Json(v))) => each(i, Some(&v.to_string())),
+                    _ => each(i, None),
+                }
+            }
+        };
+        match self {
+            Self::Csv { delimiter, map, .. } => {
+                // One reader over the records back to back (each is a whole CSV record):
+                // building a reader costs as much as splitting a few hundred records.
+                let mut joined = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum());
+                for r in records {
+                    joined.extend_from_slice(r);
+                    joined.push(b'\n');
+                }
+                let mut reader = csv_reader(*delimiter, joined.as_slice());
+                let mut record = csv::ByteRecord::new();
+                for _ in records {
+                    match reader.read_byte_record(&mut record) {
+                        Ok(true) => fields(Some(&CsvRecord {
+                            record: &record,
+                            text: std::str::from_utf8(record.as_slice()).ok(),
+                            map,
+                            raw: &[],
+                        })),
+                        _ => fields(None),
+                    }
+                }
+            }
+            Self::Json(shape) => {
+                for raw in records {
+                    match serde_json::from_slice::<Value>(raw) {
+                        Ok(Value::Object(object)) => fields(Some(&JsonRecord {
+                            object: &object,
+                            paths: &shape.paths,
+                            names: &shape.names,
+                            raw,
+                        })),
+                        _ => fields(None),
+                    }
+                }
+            }
         }
     }
 }

@@ -47,9 +47,14 @@ pub struct SourceSpec {
     /// CSV field delimiter, a single byte. Defaults to `,` (`\t` for .tsv files).
     #[serde(default)]
     pub delimiter: Option<char>,
-    /// Text values read as null. The empty string is always null.
-    #[serde(default = "default_null_values")]
+    /// Text values read as null. The empty string is always null. Set from the spec's
+    /// list by [`PipelineSpec::from_yaml`]: a YAML null in it (`NULL`, `null`, `~`) is the
+    /// text it was written as, not a null.
+    #[serde(skip_deserializing, default = "default_null_values")]
     pub null_values: Vec<String>,
+    /// `null_values` as written, with where each item stands in the spec's text.
+    #[serde(rename = "null_values", default)]
+    null_values_written: Option<Vec<Spanned<Option<String>>>>,
     /// What to do with input columns the schema does not declare.
     #[serde(default)]
     pub extra_columns: ExtraColumns,
@@ -438,15 +443,36 @@ impl PipelineSpec {
 
     /// Parses and checks a spec; `file` names it in errors.
     pub fn from_yaml(text: &str, file: &str) -> Result<Self, SpecError> {
-        let mut spec: Self = serde_saphyr::from_str(text).map_err(|e| {
+        // The path of the field at fault, which serde-saphyr's errors do not carry.
+        let mut field = String::new();
+        let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                field = field_path(e.path());
+                e.into_inner()
+            })
+        });
+        let mut spec: Self = parsed.map_err(|e| {
             let loc = e.location();
+            let options = serde_saphyr::render_options! {
+                formatter: &serde_saphyr::UserMessageFormatter,
+                snippets: serde_saphyr::SnippetMode::Off,
+            };
             SpecError {
                 file: file.to_string(),
                 line: loc.map(|l| l.line()),
-                field: String::new(),
-                message: first_line_message(&e.to_string()),
+                field,
+                message: plain_words(&first_line_message(&e.render_with_options(options))),
             }
         })?;
+        if let Some(written) = spec.source.null_values_written.take() {
+            spec.source.null_values = written
+                .iter()
+                .map(|item| match &item.value {
+                    Some(value) => value.clone(),
+                    None => text_at(text, &item.defined).to_string(),
+                })
+                .collect();
+        }
         crate::validate::check(&spec).map_err(|mut e| {
             e.file = file.to_string();
             e
@@ -461,6 +487,87 @@ impl PipelineSpec {
             .map(|f| &f.value)
             .find(|f| f.name == name)
     }
+}
+
+/// The spec text a scalar was written as (empty for an empty item, or without a span).
+fn text_at<'a>(text: &'a str, at: &serde_saphyr::Location) -> &'a str {
+    let span = at.span();
+    span.byte_offset()
+        .zip(span.byte_len())
+        .and_then(|(start, len)| text.get(start as usize..(start + len) as usize))
+        .unwrap_or("")
+}
+
+/// `source.null_values[0]`, as a user would point at it. Spanned list items add a `value`
+/// level of their own, which the spec's text does not have.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    let mut after_index = false;
+    for segment in path {
+        let name = match segment {
+            Segment::Seq { index } => {
+                out.push_str(&format!("[{index}]"));
+                after_index = true;
+                continue;
+            }
+            Segment::Map { key } if after_index && key == "value" => {
+                after_index = false;
+                continue;
+            }
+            Segment::Map { key } => key.as_str(),
+            Segment::Enum { variant } => variant.as_str(),
+            Segment::Unknown => "?",
+        };
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(name);
+        after_index = false;
+    }
+    out
+}
+
+/// serde names the Rust type it expected (`struct FieldSpec`, `u64`); a spec's author
+/// reads YAML, so say it in YAML's words.
+fn plain_words(message: &str) -> String {
+    static WORDS: std::sync::LazyLock<Vec<(regex::Regex, &str)>> = std::sync::LazyLock::new(|| {
+        let re = |p: &str| regex::Regex::new(p).expect("a valid pattern");
+        let unsigned = r"(?:u8|u16|u32|u64|u128|usize)";
+        let signed = r"(?:i8|i16|i32|i64|i128|isize)";
+        let float = r"(?:f32|f64)";
+        vec![
+            (
+                re(&format!(r"\binvalid {unsigned}\b")),
+                "expected a whole number of 0 or more",
+            ),
+            (
+                re(&format!(r"\binvalid {signed}\b")),
+                "expected a whole number",
+            ),
+            (re(&format!(r"\binvalid {float}\b")), "expected a number"),
+            (
+                re(&format!(r"\b{unsigned}\b")),
+                "a whole number of 0 or more",
+            ),
+            (re(&format!(r"\b{signed}\b")), "a whole number"),
+            (re(&format!(r"\b{float}\b")), "a number"),
+            (
+                re(r"\b(?:tuple |unit )?struct [A-Za-z_][A-Za-z0-9_]*"),
+                "a mapping",
+            ),
+            (
+                re(r"\benum [A-Za-z_][A-Za-z0-9_]*"),
+                "one of the documented forms",
+            ),
+            (re(r"\bOption<[^>]*>"), "an optional value"),
+        ]
+    });
+    let mut out = message.to_string();
+    for (pattern, words) in WORDS.iter() {
+        out = pattern.replace_all(&out, *words).into_owned();
+    }
+    out
 }
 
 /// serde-saphyr renders `error: line L column C: message` and a snippet; the line

@@ -10,17 +10,19 @@
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use polars::prelude::*;
 
 use crate::batch::Typer;
 use crate::error::{EtlError, PolarsContext};
 use crate::quality::Quality;
-use crate::read::{Field, Record, RecordVisitor};
-use crate::steps::{CompiledStep, Outcome, Rejected};
+use crate::raw::RawRecords;
+use crate::read::{Layout, Record, RecordVisitor, field_text};
+use crate::steps::{CompiledStep, Outcome};
 use crate::write::{
-    OutputFile, PartitionedWriter, QuarantineWriter, RawReject, reject_long_partitions,
+    OutputFile, PartitionedWriter, QuarantineRows, QuarantineWriter, RawReject,
+    reject_long_partitions,
 };
 
 /// Messages waiting in each channel.
@@ -31,8 +33,9 @@ const IN_FLIGHT: usize = 2;
 /// then a batch, if any.
 struct Message {
     rejects: Vec<RawReject>,
-    /// `number` counts batches only: stateful steps take them in this order.
-    batch: Option<(DataFrame, u64)>,
+    /// `number` counts batches only: stateful steps take them in this order. The batch's
+    /// records as read go along, for the rows the steps will reject.
+    batch: Option<(DataFrame, u64, RawRecords)>,
 }
 
 /// What the workers hand the writer, in the order it is written.
@@ -43,7 +46,8 @@ struct Output {
 
 struct Processed {
     kept: DataFrame,
-    rejected: Vec<Rejected>,
+    /// Rows the steps and rules rejected, as quarantine rows.
+    rejected: Option<QuarantineRows>,
     duplicates: u64,
 }
 
@@ -110,6 +114,8 @@ pub(crate) fn run<T>(
     let (out_tx, out_rx) = sync_channel::<ToWriter>(IN_FLIGHT);
     let mut reader = Reader {
         typer,
+        raw: RawRecords::new(0, batch_size.max(1), 0),
+        layout: None,
         batch_size: batch_size.max(1),
         rows_in: 0,
         rejects: Vec::new(),
@@ -243,6 +249,9 @@ impl Control {
 /// The reading stage: types records into batches and sends them on.
 pub(crate) struct Reader<'a> {
     typer: Typer,
+    /// The bytes of the records in `typer`, row for row; each row's key is its record's.
+    raw: RawRecords,
+    layout: Option<Arc<Layout>>,
     batch_size: usize,
     rows_in: u64,
     /// Refused records waiting for the next message.
@@ -297,10 +306,18 @@ impl Reader<'_> {
             return Err(EtlError::engine("the processing threads stopped"));
         }
         self.batches += 1;
+        // The next batch's bytes will be about this one's: reserve them at once.
+        let next = RawRecords::new(
+            self.raw.next_key(),
+            self.batch_size,
+            self.raw.byte_len() + self.raw.byte_len() / 8,
+        );
+        let mut raw = std::mem::replace(&mut self.raw, next);
+        raw.set_layout(self.layout.clone());
         let rejects = std::mem::take(&mut self.rejects);
         self.send(Message {
             rejects,
-            batch: Some((df, number)),
+            batch: Some((df, number, raw)),
         })
     }
 }
@@ -308,21 +325,20 @@ impl Reader<'_> {
 impl RecordVisitor for Reader<'_> {
     fn record(&mut self, line: u64, record: &dyn Record) -> Result<(), EtlError> {
         self.rows_in += 1;
-        if let Err(reject) = self.typer.push(line, record) {
-            let fields = (0..self.typer.width())
-                .map(|i| match record.field(i) {
-                    Ok(Field::Text(t)) => Some(t.to_string()),
-                    Ok(Field::Json(v)) => Some(v.to_string()),
-                    Ok(Field::Absent) | Err(_) => None,
-                })
-                .collect();
-            self.reject(RawReject {
-                line,
-                fields,
-                raw: None,
-                code: reject.code,
-                reason: reject.reason,
-            })?;
+        match self.typer.push(self.raw.next_key(), record) {
+            Ok(()) => self.raw.push(line, record.raw()),
+            Err(reject) => {
+                let fields = (0..self.typer.width())
+                    .map(|i| field_text(record.field(i)))
+                    .collect();
+                self.reject(RawReject {
+                    line,
+                    fields,
+                    raw: None,
+                    code: reject.code,
+                    reason: reject.reason,
+                })?;
+            }
         }
         if self.typer.len() >= self.batch_size {
             self.send_batch()?;
@@ -339,6 +355,10 @@ impl RecordVisitor for Reader<'_> {
             code: "malformed_record".into(),
             reason,
         })
+    }
+
+    fn layout(&mut self, layout: Layout) {
+        self.layout = Some(Arc::new(layout));
     }
 }
 
@@ -359,10 +379,12 @@ fn process(
         };
         let batch = match message.batch {
             None => None,
-            Some((mut df, number)) => {
+            Some((mut df, number, raw)) => {
                 let mut outcome = Outcome::default();
                 for step in steps {
-                    df = step.apply(df, &mut outcome, Some(number))?;
+                    df = step
+                        .apply(df, &mut outcome, Some(number))
+                        .map_err(|e| raw.locate(e))?;
                 }
                 df = reject_long_partitions(df, partition_by, &mut outcome.rejected)
                     .context(|| "checking partition values".to_string())?;
@@ -371,9 +393,11 @@ fn process(
                     .map_err(|_| poisoned())?
                     .check_batch(df, &mut outcome.rejected)?;
                 quality.write().map_err(|_| poisoned())?.add(tally, &kept)?;
+                let rejected = raw.quarantine(outcome.rejected)?;
+                drop(raw);
                 Some(Processed {
                     kept: conform(kept, output_schema)?,
-                    rejected: outcome.rejected,
+                    rejected,
                     duplicates: outcome.duplicates,
                 })
             }
@@ -436,8 +460,8 @@ fn write_in_order(
             }
             if let Some(batch) = output.batch {
                 duplicates += batch.duplicates;
-                for r in batch.rejected {
-                    quarantine.push_rejected(r)?;
+                if let Some(rows) = batch.rejected {
+                    quarantine.push_rows(rows)?;
                 }
                 rows_out += batch.kept.height() as u64;
                 writer.write(batch.kept)?;

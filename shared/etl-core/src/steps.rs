@@ -8,7 +8,7 @@ use polars::prelude::*;
 use polars_io::SerReader;
 use polars_io::parquet::read::ParquetReader;
 
-use crate::batch::LINE_COLUMN;
+use crate::batch::RECORD_COLUMN;
 use crate::chars::ClassReplace;
 use crate::error::{EtlError, PolarsContext, SpecError};
 use crate::hash::{SeenSet, row_hashes};
@@ -21,6 +21,7 @@ use crate::types::{self, ColumnType};
 
 /// Rows a step (or a quality rule) refused.
 pub(crate) struct Rejected {
+    /// The rows; only their record keys are read: quarantine shows the text as read.
     pub frame: DataFrame,
     /// Stable key for counting (`filter:non_negative_amount`).
     pub code: String,
@@ -425,7 +426,7 @@ fn read_reference_csv(j: &JoinStep, bytes: &[u8]) -> Result<DataFrame, EtlError>
         .typer
         .finish()
         .context(|| format!("reading reference {}", j.path))?;
-    df.drop_in_place(LINE_COLUMN)
+    df.drop_in_place(RECORD_COLUMN)
         .context(|| format!("reading reference {}", j.path))?;
     Ok(df)
 }
@@ -490,7 +491,7 @@ impl CompiledStep {
                     None => df
                         .get_column_names()
                         .into_iter()
-                        .filter(|n| n.as_str() != LINE_COLUMN)
+                        .filter(|n| n.as_str() != RECORD_COLUMN)
                         .cloned()
                         .collect(),
                 };
@@ -619,8 +620,10 @@ impl CompiledStep {
             .err()
             .and_then(|e| crate::sql::refused_value(&e))
             .unwrap_or(first);
-        let line = df
-            .column(LINE_COLUMN)
+        // The row's record key; the worker, which holds the batch's records, turns it into
+        // the line (RawRecords::locate).
+        let key = df
+            .column(RECORD_COLUMN)
             .ok()
             .and_then(|c| c.get(row).ok())
             .and_then(|v| v.extract::<u64>());
@@ -630,7 +633,7 @@ impl CompiledStep {
             format!("{} `{sql}`", self.label)
         };
         let mut bad = crate::error::InputError::new("", format!("{what}: {message}"));
-        bad.line = line;
+        bad.record = key;
         bad.into()
     }
 
@@ -717,9 +720,9 @@ fn cast_column(
     if ok.all() {
         return Ok(df);
     }
-    let (kept, mut rejected) = split(&df, &ok)?;
-    // The rejected rows keep their original values, not the failed conversion.
-    rejected.with_column(source.filter(&!&ok)?)?;
+    // Rejected rows are quarantined with the text that was read (see `raw`), so their
+    // values here do not matter.
+    let (kept, rejected) = split(&df, &ok)?;
     outcome.rejected.push(Rejected {
         frame: rejected,
         code: format!("invalid_cast:{column}"),

@@ -593,4 +593,63 @@ schema:
         assert_eq!(super::parse_age("2h").unwrap(), 7_200_000_000);
         assert!(super::parse_age("2 weeks").is_err());
     }
+
+    fn load_source(extra: &str) -> Result<PipelineSpec, crate::error::SpecError> {
+        let text = BASE.replace("  prefix: raw/t/\n", &format!("  prefix: raw/t/\n{extra}"));
+        PipelineSpec::from_yaml(&text, "t.yaml")
+    }
+
+    #[test]
+    fn yaml_nulls_in_null_values_are_the_text_written() {
+        // README's own example, flow and block style: YAML reads bare NULL, null and ~ as
+        // null, but the user wrote text.
+        let flow = load_source("  null_values: [NULL, null, NA, N/A, ~, Null, 'null', \"\"]\n");
+        let flow = flow.unwrap();
+        assert_eq!(
+            flow.source.null_values,
+            ["NULL", "null", "NA", "N/A", "~", "Null", "null", ""]
+        );
+        let block = load_source("  null_values:\n    - NULL\n    - nil\n    - ~\n").unwrap();
+        assert_eq!(block.source.null_values, ["NULL", "nil", "~"]);
+        let absent = load_source("").unwrap();
+        assert_eq!(absent.source.null_values, ["NULL", "null", "NA", "N/A"]);
+        let empty = load_source("  null_values: []\n").unwrap();
+        assert!(empty.source.null_values.is_empty());
+    }
+
+    #[test]
+    fn spec_type_errors_name_the_field_and_line_in_yaml_words() {
+        let e = load_source("  null_values: [NA, [x]]\n").unwrap_err();
+        assert_eq!(e.field, "source.null_values[1]", "{e}");
+        assert_eq!(e.line, Some(4), "{e}");
+        let e =
+            PipelineSpec::from_yaml(&BASE.replace("{name: email, type: string}", "5"), "t.yaml")
+                .unwrap_err();
+        assert_eq!(e.field, "schema[1]", "{e}");
+        assert_eq!(e.line, Some(6), "{e}");
+        assert!(e.message.contains("mapping"), "{e}");
+        let e = load("output: {row_group_size: -3}\n").unwrap_err();
+        assert_eq!(e.field, "output.row_group_size", "{e}");
+        assert!(e.message.contains("whole number of 0 or more"), "{e}");
+        let e = load("steps:\n  - filter: {name: x, where: [1]}\n").unwrap_err();
+        assert_eq!(e.field, "steps[0].filter.where", "{e}");
+        assert_eq!(e.line, Some(9), "{e}");
+        let e =
+            PipelineSpec::from_yaml(&BASE.replace("name: t\n", "name: ~\n"), "t.yaml").unwrap_err();
+        assert_eq!(e.field, "name", "{e}");
+        for e in [
+            load_source("  null_values: [NA, [x]]\n").unwrap_err(),
+            load("output: {row_group_size: -3}\n").unwrap_err(),
+            PipelineSpec::from_yaml(&BASE.replace("name: t\n", "name: ~\n"), "t.yaml").unwrap_err(),
+            PipelineSpec::from_yaml(&BASE.replace("{name: email, type: string}", "5"), "t.yaml")
+                .unwrap_err(),
+        ] {
+            // Rust's names for types (Option<String>, usize, struct FieldSpec) mean nothing
+            // to a spec's author.
+            let text = e.to_string();
+            for rust in ["Option", "String", "usize", "u64", "struct", "enum", "<"] {
+                assert!(!text.contains(rust), "{text}");
+            }
+        }
+    }
 }

@@ -16,7 +16,6 @@ use polars_io::parquet::write::{
 };
 use serde::Serialize;
 
-use crate::batch::LINE_COLUMN;
 use crate::error::{EtlError, PolarsContext};
 use crate::spec::Compression;
 use crate::steps::{Reasons, Rejected};
@@ -575,14 +574,20 @@ pub(crate) struct QuarantineWriter {
     schema: Schema,
 }
 
-/// A record refused while reading or typing: its fields as read (or the raw text of a
-/// record that could not be split into fields), a reason code and a message.
+/// A rejected record: its fields as read (or the raw text of a record that could not be
+/// split into fields), a reason code and a message.
 pub(crate) struct RawReject {
     pub line: u64,
     pub fields: Vec<Option<String>>,
     pub raw: Option<String>,
     pub code: String,
     pub reason: String,
+}
+
+/// Rejected rows in the quarantine's columns, and how many each reason code took.
+pub(crate) struct QuarantineRows {
+    pub frame: DataFrame,
+    pub counts: Vec<(String, u64)>,
 }
 
 const QUARANTINE_FLUSH_ROWS: usize = 65_536;
@@ -615,11 +620,26 @@ impl QuarantineWriter {
         }
     }
 
-    /// A record the reader or typer refused: its fields as text, or its raw text.
+    /// A rejected record: its fields as text, or its raw text.
     pub fn push_raw(&mut self, reject: RawReject) -> Result<(), EtlError> {
         let code = reject.code.clone();
         self.raw.push(reject);
         self.added(code, 1)
+    }
+
+    /// Rows a step or rule rejected, already in the quarantine's columns.
+    pub fn push_rows(&mut self, rows: QuarantineRows) -> Result<(), EtlError> {
+        // Rejects read before these rows come first in the file.
+        self.frame_raw()?;
+        for (code, n) in rows.counts {
+            *self.by_code.entry(code).or_default() += n;
+        }
+        self.pending_rows += rows.frame.height();
+        self.pending.push(rows.frame);
+        if self.pending_rows >= QUARANTINE_FLUSH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Turns the buffered raw rejects into one frame in `pending` (keeping arrival order).
@@ -648,53 +668,6 @@ impl QuarantineWriter {
             .context(|| "building quarantine rows".to_string())?;
         self.pending.push(df);
         Ok(())
-    }
-
-    /// Rows a step or rule refused, with their typed values turned to text.
-    pub fn push_rejected(&mut self, r: Rejected) -> Result<(), EtlError> {
-        let n = r.frame.height();
-        if n == 0 {
-            return Ok(());
-        }
-        let mut columns = Vec::with_capacity(self.schema.len());
-        for name in &self.source_columns {
-            let c = match r.frame.column(name) {
-                Ok(c) => c
-                    .cast(&DataType::String)
-                    .context(|| format!("quarantining column {name}"))?,
-                Err(_) => Column::full_null(name.as_str().into(), n, &DataType::String),
-            };
-            columns.push(c);
-        }
-        let lines = r
-            .frame
-            .column(LINE_COLUMN)
-            .context(|| "quarantining rows".to_string())?
-            .clone()
-            .with_name("_source_line".into());
-        columns.push(lines);
-        columns.push(Column::new_scalar(
-            "_reject_code".into(),
-            Scalar::new(
-                DataType::String,
-                AnyValue::StringOwned(r.code.as_str().into()),
-            ),
-            n,
-        ));
-        let reasons = match r.reasons {
-            Reasons::Same(s) => Column::new_scalar(
-                "_reject_reason".into(),
-                Scalar::new(DataType::String, AnyValue::StringOwned(s.into())),
-                n,
-            ),
-            Reasons::PerRow(v) => Column::new("_reject_reason".into(), v),
-        };
-        columns.push(reasons);
-        columns.push(Column::full_null("_raw".into(), n, &DataType::String));
-        let df = DataFrame::new(n, columns).context(|| "building quarantine rows".to_string())?;
-        self.frame_raw()?;
-        self.pending.push(df);
-        self.added(r.code, n)
     }
 
     /// Counts `n` rows just buffered under `code`; writes the buffer out past the flush size.

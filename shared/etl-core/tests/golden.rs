@@ -200,7 +200,7 @@ fn customers_quarantine_names_line_and_reason() {
     );
     assert_eq!(reasons[6].as_deref(), Some("expected 8 fields, found 7"));
     // Values are kept as read, so a fixed row can be replayed.
-    assert_eq!(strings(&q, "amount")[0].as_deref(), Some("-25.0"));
+    assert_eq!(strings(&q, "amount")[0].as_deref(), Some("-25.00"));
     assert_eq!(strings(&q, "purchase_amount")[3].as_deref(), Some("abc"));
     assert!(
         strings(&q, "_raw")[6]

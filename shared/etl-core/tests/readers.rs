@@ -100,6 +100,50 @@ fn ragged_rows_are_quarantined_with_their_raw_text() {
 }
 
 #[test]
+fn a_ragged_row_is_quarantined_as_it_stands_in_the_file() {
+    // Quoting kept (a delimiter and doubled quotes inside quotes, a line break inside
+    // quotes), CRLF line ends and blank lines between records, none of them in `_raw`.
+    let records = [
+        "1,a,1",
+        "\"x, \"\"y\"\"\",2",
+        "3,c,3,\"extra\r\nline\"",
+        "4,\"d\",4",
+        "5;e",
+    ];
+    let ragged = [1, 2, 4];
+    let input = format!("id,name,amount\r\n{}\r\n", records.join("\r\n\r\n"));
+    let mut lines = Vec::new();
+    let mut line = 2u64;
+    for r in records {
+        lines.push(line);
+        line += r.matches('\n').count() as u64 + 2;
+    }
+    let r = ok(input.as_bytes(), "x.csv");
+    let q = r.quarantine();
+    let want: Vec<Option<String>> = ragged
+        .iter()
+        .map(|&i| Some(records[i].to_string()))
+        .collect();
+    assert_eq!(strings(&q, "_raw"), want);
+    assert_eq!(
+        strings(&q, "_raw")[0].as_deref(),
+        Some("\"x, \"\"y\"\"\",2")
+    );
+    let got_lines: Vec<Option<u64>> = q
+        .column("_source_line")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .iter()
+        .collect();
+    let want_lines: Vec<Option<u64>> = ragged.iter().map(|&i| Some(lines[i])).collect();
+    assert_eq!(got_lines, want_lines);
+    // The records that split are read whole, wherever they stand.
+    let out = r.output("id");
+    assert_eq!(strings(&out, "name"), opt(&[Some("a"), Some("d")]));
+}
+
+#[test]
 fn invalid_utf8_names_the_field() {
     let inputs: [(&[u8], usize); 2] = [
         (b"id,name,amount\n1,ok,1\n2,bad\xff\xfe,2\n", 3),
