@@ -236,10 +236,7 @@ impl<R: BufRead> BufRead for Guarded<R> {
         // The bytes being consumed are the front of the inner buffer, which a refill
         // without a consume in between returns again without reading.
         if let Ok(buf) = self.inner.fill_buf() {
-            let lines = buf[..n.min(buf.len())]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
+            let lines = count_newlines(&buf[..n.min(buf.len())]);
             let p = &self.progress;
             p.newlines.set(p.newlines.get() + lines as u64);
         }
@@ -247,6 +244,22 @@ impl<R: BufRead> BufRead for Guarded<R> {
         let p = &self.progress;
         p.consumed.set(p.consumed.get() + n as u64);
     }
+}
+
+/// Line breaks in `bytes`, eight bytes at a time: every byte of the input passes here, and
+/// a byte-by-byte count cost 3% of a run.
+fn count_newlines(bytes: &[u8]) -> usize {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const NEWLINES: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    let (words, rest) = bytes.as_chunks::<8>();
+    let mut n = 0;
+    for w in words {
+        // Bytes equal to '\n' become zero; each zero byte gets its high bit set in `zero`.
+        let x = u64::from_ne_bytes(*w) ^ NEWLINES;
+        let zero = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
+        n += zero.count_ones() as usize;
+    }
+    n + rest.iter().filter(|&&b| b == b'\n').count()
 }
 
 /// Passes records on and tells the guard where each ended.
@@ -311,6 +324,30 @@ pub(crate) fn classify(e: EtlError, input: &str) -> EtlError {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn newlines_are_counted_eight_bytes_at_a_time_exactly() {
+        let mut bytes = Vec::new();
+        for i in 0..1000u32 {
+            bytes.push(if i % 7 == 0 || i % 13 == 0 {
+                b'\n'
+            } else {
+                (i % 251) as u8
+            });
+        }
+        for start in 0..9 {
+            let s = &bytes[start..];
+            assert_eq!(
+                super::count_newlines(s),
+                s.iter().filter(|&&b| b == b'\n').count()
+            );
+        }
+        assert_eq!(
+            super::count_newlines(b"\x8a\x0b\x09\n\n\xff\x0a\x00\x0a"),
+            4
+        );
+    }
+
     use super::*;
 
     fn limits(record: u64, total: u64, ratio: u64) -> Limits {
