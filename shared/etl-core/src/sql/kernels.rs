@@ -34,44 +34,30 @@ fn out_len(cols: &[Column]) -> usize {
     cols.iter().map(Column::len).max().unwrap_or(0)
 }
 
-/// Values of an i64 column, repeated when it is a broadcast literal.
+/// A column's values, repeated `n` times when it is a broadcast literal of one value.
+fn broadcast<T: Clone>(values: impl Iterator<Item = Option<T>>, n: usize) -> Vec<Option<T>> {
+    let values: Vec<Option<T>> = values.collect();
+    match values.as_slice() {
+        [one] if n != 1 => vec![one.clone(); n],
+        _ => values,
+    }
+}
+
 fn i64s(c: &Column, n: usize) -> PolarsResult<Vec<Option<i64>>> {
-    let c = c.cast(&DataType::Int64)?;
-    let ca = c.i64()?;
-    Ok(if ca.len() == 1 && n != 1 {
-        vec![ca.get(0); n]
-    } else {
-        ca.iter().collect()
-    })
+    Ok(broadcast(c.cast(&DataType::Int64)?.i64()?.iter(), n))
 }
 
 fn f64s(c: &Column, n: usize) -> PolarsResult<Vec<Option<f64>>> {
-    let c = c.cast(&DataType::Float64)?;
-    let ca = c.f64()?;
-    Ok(if ca.len() == 1 && n != 1 {
-        vec![ca.get(0); n]
-    } else {
-        ca.iter().collect()
-    })
+    Ok(broadcast(c.cast(&DataType::Float64)?.f64()?.iter(), n))
 }
 
 /// Unscaled values of a decimal column.
 fn i128s(c: &Column, n: usize) -> PolarsResult<Vec<Option<i128>>> {
-    let ca = c.decimal()?.physical();
-    Ok(if ca.len() == 1 && n != 1 {
-        vec![ca.get(0); n]
-    } else {
-        ca.iter().collect()
-    })
+    Ok(broadcast(c.decimal()?.physical().iter(), n))
 }
 
 fn strs(c: &Column, n: usize) -> PolarsResult<Vec<Option<&str>>> {
-    let ca = c.str()?;
-    Ok(if ca.len() == 1 && n != 1 {
-        vec![ca.get(0); n]
-    } else {
-        ca.iter().collect()
-    })
+    Ok(broadcast(c.str()?.iter(), n))
 }
 
 fn decimal_column(values: Vec<Option<i128>>, precision: u8, scale: u8) -> Column {
