@@ -253,11 +253,13 @@ fn function(func: Func, args: &[Typed], t: &Typed, guard: Option<&Expr>) -> Expr
     match func {
         Func::Coalesce => {
             // Each argument is evaluated only where all before it are NULL.
+            // The masks matter only to arguments that can fail.
+            let any_fails = args.iter().any(Typed::can_fail);
             let mut all_null: Option<Expr> = guard.cloned();
             let mut exprs = Vec::with_capacity(args.len());
             for a in args {
                 let e = expr(a, all_null.as_ref());
-                if a.can_fail() || args.iter().any(Typed::can_fail) {
+                if any_fails {
                     all_null = Some(and_guard(all_null.as_ref(), e.clone().is_null()));
                 }
                 exprs.push(e);
