@@ -11,8 +11,9 @@ pub(crate) struct Ordered<T> {
 struct Turn<T> {
     /// The batch whose turn it is.
     next: u64,
-    /// A worker failed: nobody waits for a batch that will never come.
-    aborted: bool,
+    /// A worker failed on this batch: later ones wait for a turn that will never come.
+    /// Earlier ones still take theirs, so the first failure in input order is found.
+    failed: Option<u64>,
     value: T,
 }
 
@@ -25,7 +26,7 @@ impl<T> Ordered<T> {
         Self {
             state: Mutex::new(Turn {
                 next: 0,
-                aborted: false,
+                failed: None,
                 value,
             }),
             turned: Condvar::new(),
@@ -43,10 +44,11 @@ impl<T> Ordered<T> {
         let Some(batch) = batch else {
             return Ok(f(&mut turn.value));
         };
-        while !turn.aborted && turn.next != batch {
+        let gave_up = |turn: &Turn<T>| turn.failed.is_some_and(|f| batch > f);
+        while !gave_up(&turn) && turn.next != batch {
             turn = self.turned.wait(turn).map_err(|_| Aborted)?;
         }
-        if turn.aborted {
+        if gave_up(&turn) {
             return Err(Aborted);
         }
         let out = f(&mut turn.value);
@@ -55,13 +57,15 @@ impl<T> Ordered<T> {
         Ok(out)
     }
 
-    /// Wakes every waiter with [`Aborted`].
-    pub(crate) fn abort(&self) {
+    /// Batch `failed` will not take its turn: waiters for later batches give up with
+    /// [`Aborted`]. `None` (a failure outside any batch) stops every waiter.
+    pub(crate) fn abort_after(&self, failed: Option<u64>) {
         let mut turn = match self.state.lock() {
             Ok(t) => t,
             Err(poisoned) => poisoned.into_inner(),
         };
-        turn.aborted = true;
+        let failed = failed.unwrap_or(0);
+        turn.failed = Some(turn.failed.map_or(failed, |f| f.min(failed)));
         self.turned.notify_all();
     }
 }
@@ -86,13 +90,17 @@ mod tests {
     }
 
     #[test]
-    fn abort_wakes_a_waiter() {
-        let state = Ordered::new(());
+    fn a_failed_batch_stops_later_batches_only() {
+        let log = Ordered::new(Vec::new());
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| state.in_turn(Some(3), |_| ()));
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            state.abort();
-            assert!(waiter.join().unwrap().is_err());
+            let later = s.spawn(|| log.in_turn(Some(3), |l| l.push(3)));
+            let earlier = s.spawn(|| log.in_turn(Some(1), |l| l.push(1)));
+            // Batch 2 failed before its turn; batch 1 still waits for batch 0's.
+            log.abort_after(Some(2));
+            assert!(later.join().unwrap().is_err());
+            log.in_turn(Some(0), |l| l.push(0)).unwrap();
+            assert!(earlier.join().unwrap().is_ok());
         });
+        assert_eq!(log.in_turn(None, |l| l.clone()).unwrap(), vec![0, 1]);
     }
 }

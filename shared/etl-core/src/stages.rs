@@ -7,6 +7,7 @@
 //! writer handles messages by their sequence number, so files and the quarantine list
 //! rows as the input did, however many workers ran.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -88,8 +89,9 @@ pub(crate) struct Stages<'a> {
     pub workers: usize,
 }
 
-/// Runs `read` on this thread, feeding the records it visits through the stages. The
-/// first failure of any stage is the one returned: the others only fail because of it.
+/// Runs `read` on this thread, feeding the records it visits through the stages. Of the
+/// failures, the one earliest in the input is returned (see [`Blame`]), whichever thread
+/// met it first: a run with several workers names the same record as a run with one.
 pub(crate) fn run<T>(
     stages: Stages<'_>,
     read: impl FnOnce(&mut Reader<'_>) -> Result<T, EtlError>,
@@ -121,6 +123,7 @@ pub(crate) fn run<T>(
         rejects: Vec::new(),
         sent: 0,
         batches: 0,
+        stopped: false,
         tx,
         control: &control,
     };
@@ -128,21 +131,35 @@ pub(crate) fn run<T>(
         let control = &control;
         let writing = scope.spawn(move || {
             let written = write_in_order(writer, quarantine, &out_rx, control);
-            written.map_err(|e| control.fail(e)).ok()
+            written.map_err(|(blame, e)| control.fail(blame, e)).ok()
         });
         let processing: Vec<_> = (0..workers)
             .map(|_| {
                 let (rx, out, quality) = (&rx, out_tx.clone(), &quality);
                 scope.spawn(move || {
+                    // The message in hand, for a panic to be blamed on.
+                    let current = Cell::new(None);
                     let work = AssertUnwindSafe(|| {
-                        process(steps, quality, output_schema, partition_by, rx, &out)
+                        process(
+                            steps,
+                            quality,
+                            output_schema,
+                            partition_by,
+                            rx,
+                            &out,
+                            &current,
+                        )
                     });
-                    let result = std::panic::catch_unwind(work)
-                        .unwrap_or_else(|_| Err(EtlError::engine("a processing thread panicked")));
-                    if let Err(e) = result {
-                        control.fail(e);
-                        // Workers waiting for this one's batch at a dedup step give up.
-                        steps.iter().for_each(CompiledStep::abort);
+                    let result = std::panic::catch_unwind(work).unwrap_or_else(|_| {
+                        let (seq, batch) = current.get().unzip();
+                        let blame = seq.map_or(Blame::Stage, Blame::At);
+                        let e = EtlError::engine("a processing thread panicked");
+                        Err((blame, batch.flatten(), e))
+                    });
+                    if let Err((blame, batch, e)) = result {
+                        control.fail(blame, e);
+                        // Workers waiting at a dedup step for this batch's turn give up.
+                        steps.iter().for_each(|s| s.abort_after(batch));
                         return false;
                     }
                     true
@@ -151,10 +168,20 @@ pub(crate) fn run<T>(
             .collect();
         let read = read(&mut reader).and_then(|t| reader.send_batch().map(|()| t));
         let read = read.and_then(|t| reader.send_rejects().map(|()| t));
-        let rows_in = reader.rows_in;
+        let (rows_in, sent, stopped) = (reader.rows_in, reader.sent, reader.stopped);
         // Closing the channel ends the workers' loops once they took every batch.
         drop(reader);
-        let read = read.map_err(|e| control.fail(e)).ok();
+        let read = read
+            .map_err(|e| {
+                // A read error lies past every message sent.
+                let blame = if stopped {
+                    Blame::Consequence
+                } else {
+                    Blame::At(sent)
+                };
+                control.fail(blame, e);
+            })
+            .ok();
         // Join every worker (no short circuit) before deciding whether the run finished.
         let joined: Vec<bool> = processing
             .into_iter()
@@ -167,7 +194,10 @@ pub(crate) fn run<T>(
         }
         drop(out_tx);
         let written = writing.join().unwrap_or_else(|_| {
-            control.fail(EtlError::engine("the writing thread panicked"));
+            control.fail(
+                Blame::Stage,
+                EtlError::engine("the writing thread panicked"),
+            );
             None
         });
         (read.map(|t| (t, rows_in)), written)
@@ -191,6 +221,19 @@ pub(crate) fn run<T>(
     ))
 }
 
+/// Where a failure lies, to report the one a single-threaded run would have met. Failures
+/// compare by this order: the earliest in the input first, then a writer's own, and last
+/// the failures that only follow from another (a channel closed, a turn that never came).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Blame {
+    /// At the reader's message with this number (one batch, or rejects), or where the
+    /// reader stopped.
+    At(u64),
+    /// In a stage, not tied to a place in the input (the writer's file system).
+    Stage,
+    Consequence,
+}
+
 /// What the stages tell each other: the run's first error, and how many batches the
 /// writer has written (the reader stays at most [`Control::ahead`] batches in front, so a
 /// slow batch cannot make the writer hold an unbounded queue of later ones).
@@ -201,7 +244,7 @@ struct Control {
 }
 
 struct ControlState {
-    error: Option<EtlError>,
+    error: Option<(Blame, EtlError)>,
     batches_written: u64,
 }
 
@@ -221,9 +264,13 @@ impl Control {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps the first error: later ones are its consequences.
-    fn fail(&self, e: EtlError) {
-        self.lock().error.get_or_insert(e);
+    /// Keeps the error earliest in the input; of two as early, the first reported.
+    fn fail(&self, blame: Blame, e: EtlError) {
+        let mut state = self.lock();
+        if state.error.as_ref().is_none_or(|(kept, _)| blame < *kept) {
+            state.error = Some((blame, e));
+        }
+        drop(state);
         self.changed.notify_all();
     }
 
@@ -242,7 +289,7 @@ impl Control {
     }
 
     fn take_error(&self) -> Option<EtlError> {
-        self.lock().error.take()
+        self.lock().error.take().map(|(_, e)| e)
     }
 }
 
@@ -259,6 +306,8 @@ pub(crate) struct Reader<'a> {
     /// Messages sent, which numbers them.
     sent: u64,
     batches: u64,
+    /// Reading stopped because another stage failed.
+    stopped: bool,
     tx: SyncSender<(u64, Message)>,
     control: &'a Control,
 }
@@ -266,9 +315,10 @@ pub(crate) struct Reader<'a> {
 impl Reader<'_> {
     fn send(&mut self, message: Message) -> Result<(), EtlError> {
         // Workers only hang up when one failed; its error is the one reported.
-        self.tx
-            .send((self.sent, message))
-            .map_err(|_| EtlError::engine("the processing threads stopped"))?;
+        if self.tx.send((self.sent, message)).is_err() {
+            self.stopped = true;
+            return Err(EtlError::engine("the processing threads stopped"));
+        }
         self.sent += 1;
         Ok(())
     }
@@ -303,6 +353,7 @@ impl Reader<'_> {
             .context(|| "building a batch".to_string())?;
         let number = self.batches;
         if !self.control.room_for(number) {
+            self.stopped = true;
             return Err(EtlError::engine("the processing threads stopped"));
         }
         self.batches += 1;
@@ -362,7 +413,11 @@ impl RecordVisitor for Reader<'_> {
     }
 }
 
+/// How a worker failed: where, the batch number it held (for dedup's turns), and why.
+type WorkerFailure = (Blame, Option<u64>, EtlError);
+
 /// A worker: takes messages until the reader is done, runs steps and row rules on batches.
+/// `current` holds the message in hand and its batch number.
 fn process(
     steps: &[CompiledStep],
     quality: &RwLock<Quality>,
@@ -370,46 +425,67 @@ fn process(
     partition_by: &[String],
     rx: &Mutex<Receiver<(u64, Message)>>,
     out: &SyncSender<ToWriter>,
-) -> Result<(), EtlError> {
+    current: &Cell<Option<(u64, Option<u64>)>>,
+) -> Result<(), WorkerFailure> {
     let poisoned = || EtlError::engine("a processing thread panicked");
     loop {
-        let next = rx.lock().map_err(|_| poisoned())?.recv();
+        let next = rx
+            .lock()
+            .map_err(|_| (Blame::Consequence, None, poisoned()))?
+            .recv();
         let Ok((seq, message)) = next else {
             return Ok(());
         };
-        let batch = match message.batch {
-            None => None,
-            Some((mut df, number, raw)) => {
-                let mut outcome = Outcome::default();
-                for step in steps {
-                    df = step
-                        .apply(df, &mut outcome, Some(number))
-                        .map_err(|e| raw.locate(e))?;
-                }
-                df = reject_long_partitions(df, partition_by, &mut outcome.rejected)
-                    .context(|| "checking partition values".to_string())?;
-                let (kept, tally) = quality
-                    .read()
-                    .map_err(|_| poisoned())?
-                    .check_batch(df, &mut outcome.rejected)?;
-                quality.write().map_err(|_| poisoned())?.add(tally, &kept)?;
-                let rejected = raw.quarantine(outcome.rejected)?;
-                drop(raw);
-                Some(Processed {
-                    kept: conform(kept, output_schema)?,
-                    rejected,
-                    duplicates: outcome.duplicates,
-                })
-            }
-        };
-        let output = Output {
-            rejects: message.rejects,
-            batch,
-        };
+        let number = message.batch.as_ref().map(|(_, n, _)| *n);
+        current.set(Some((seq, number)));
+        let output = process_one(steps, quality, output_schema, partition_by, message)
+            .map_err(|e| (Blame::At(seq), number, e))?;
         // The writer only hangs up when it failed; its error is the one reported.
-        out.send(ToWriter::Item(seq, output))
-            .map_err(|_| EtlError::engine("the writing thread stopped"))?;
+        out.send(ToWriter::Item(seq, output)).map_err(|_| {
+            let e = EtlError::engine("the writing thread stopped");
+            (Blame::Consequence, number, e)
+        })?;
     }
+}
+
+/// Runs the steps and row rules on one message's batch.
+fn process_one(
+    steps: &[CompiledStep],
+    quality: &RwLock<Quality>,
+    output_schema: &Schema,
+    partition_by: &[String],
+    message: Message,
+) -> Result<Output, EtlError> {
+    let poisoned = || EtlError::engine("a processing thread panicked");
+    let Some((mut df, number, raw)) = message.batch else {
+        return Ok(Output {
+            rejects: message.rejects,
+            batch: None,
+        });
+    };
+    let mut outcome = Outcome::default();
+    for step in steps {
+        df = step
+            .apply(df, &mut outcome, Some(number))
+            .map_err(|e| raw.locate(e))?;
+    }
+    df = reject_long_partitions(df, partition_by, &mut outcome.rejected)
+        .context(|| "checking partition values".to_string())?;
+    let (kept, tally) = quality
+        .read()
+        .map_err(|_| poisoned())?
+        .check_batch(df, &mut outcome.rejected)?;
+    quality.write().map_err(|_| poisoned())?.add(tally, &kept)?;
+    let rejected = raw.quarantine(outcome.rejected)?;
+    drop(raw);
+    Ok(Output {
+        rejects: message.rejects,
+        batch: Some(Processed {
+            kept: conform(kept, output_schema)?,
+            rejected,
+            duplicates: outcome.duplicates,
+        }),
+    })
 }
 
 /// Casts a batch to the output schema where an expression typed it differently (an
@@ -435,7 +511,8 @@ fn write_in_order(
     mut quarantine: QuarantineWriter,
     rx: &Receiver<ToWriter>,
     control: &Control,
-) -> Result<Written, EtlError> {
+) -> Result<Written, (Blame, EtlError)> {
+    let own = |e| (Blame::Stage, e);
     let mut waiting = BTreeMap::new();
     let mut next = 0u64;
     let (mut rows_out, mut duplicates) = (0u64, 0u64);
@@ -444,32 +521,34 @@ fn write_in_order(
             ToWriter::Item(seq, output) => (seq, output),
             ToWriter::Finish if waiting.is_empty() => {
                 return Ok(Written {
-                    outputs: writer.finish()?,
+                    outputs: writer.finish().map_err(own)?,
                     quarantine,
                     rows_out,
                     duplicates,
                 });
             }
-            ToWriter::Finish => return Err(EtlError::engine("a processed batch went missing")),
+            ToWriter::Finish => {
+                let e = EtlError::engine("a processed batch went missing");
+                return Err(own(e));
+            }
         };
         waiting.insert(seq, output);
         while let Some(output) = waiting.remove(&next) {
             next += 1;
             for r in output.rejects {
-                quarantine.push_raw(r)?;
+                quarantine.push_raw(r).map_err(own)?;
             }
             if let Some(batch) = output.batch {
                 duplicates += batch.duplicates;
                 if let Some(rows) = batch.rejected {
-                    quarantine.push_rows(rows)?;
+                    quarantine.push_rows(rows).map_err(own)?;
                 }
                 rows_out += batch.kept.height() as u64;
-                writer.write(batch.kept)?;
+                writer.write(batch.kept).map_err(own)?;
                 control.batch_written();
             }
         }
     }
-    Err(EtlError::engine(
-        "processing stopped before the end of the input",
-    ))
+    let e = EtlError::engine("processing stopped before the end of the input");
+    Err((Blame::Consequence, e))
 }

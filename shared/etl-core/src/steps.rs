@@ -637,10 +637,11 @@ impl CompiledStep {
         bad.into()
     }
 
-    /// Wakes workers waiting for a turn at this step: a batch before theirs failed.
-    pub fn abort(&self) {
+    /// Batch `failed` will not take its turn at this step: workers waiting with later
+    /// batches give up (`None`: all of them).
+    pub fn abort_after(&self, failed: Option<u64>) {
         if let Action::Dedup { seen, .. } = &self.action {
-            seen.abort();
+            seen.abort_after(failed);
         }
     }
 }

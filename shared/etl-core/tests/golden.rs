@@ -368,3 +368,37 @@ steps:
          CAST to bigint: 'x' is not a valid bigint"
     );
 }
+
+#[test]
+fn the_error_reported_is_the_first_in_the_file_whatever_worker_meets_it() {
+    // Bad codes in many batches: a worker with a later batch often fails first. The run
+    // still names the first bad record, as a run with one worker would, every time.
+    let spec = "\
+name: t
+source: {prefix: raw/}
+schema:
+  - {name: id, type: bigint}
+  - {name: code, type: string}
+steps:
+  - deduplicate: {}
+  - derive: {column: n, sql: \"CAST(code AS BIGINT) + id\"}
+";
+    let mut input = String::from("id,code\n");
+    for i in 0..600 {
+        let bad = i >= 150 && i % 7 == 3;
+        input.push_str(&format!(
+            "{i},{}\n",
+            if bad { format!("x{i}") } else { i.to_string() }
+        ));
+    }
+    let first = (150..).find(|i| i % 7 == 3).unwrap();
+    let expected = format!(
+        "bad input codes.csv line {}: steps[1].derive `CAST(code AS BIGINT) + id`: \
+         CAST to bigint: 'x{first}' is not a valid bigint",
+        first + 2
+    );
+    for _ in 0..25 {
+        let result = run_threads(spec, input.as_bytes(), "codes.csv", 5, Some(4));
+        assert_eq!(result.err().map(|e| e.to_string()), Some(expected.clone()));
+    }
+}
