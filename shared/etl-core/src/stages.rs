@@ -154,10 +154,15 @@ pub(crate) fn run<T>(
                         let (seq, batch) = current.get().unzip();
                         let blame = seq.map_or(Blame::Stage, Blame::At);
                         let e = EtlError::engine("a processing thread panicked");
-                        Err((blame, batch.flatten(), e))
+                        Err(WorkerFailure::new(blame, batch.flatten(), e))
                     });
-                    if let Err((blame, batch, e)) = result {
-                        control.fail(blame, e);
+                    if let Err(failure) = result {
+                        let WorkerFailure {
+                            blame,
+                            batch,
+                            error,
+                        } = *failure;
+                        control.fail(blame, error);
                         // Workers waiting at a dedup step for this batch's turn give up.
                         steps.iter().for_each(|s| s.abort_after(batch));
                         return false;
@@ -414,7 +419,21 @@ impl RecordVisitor for Reader<'_> {
 }
 
 /// How a worker failed: where, the batch number it held (for dedup's turns), and why.
-type WorkerFailure = (Blame, Option<u64>, EtlError);
+struct WorkerFailure {
+    blame: Blame,
+    batch: Option<u64>,
+    error: EtlError,
+}
+
+impl WorkerFailure {
+    fn new(blame: Blame, batch: Option<u64>, error: EtlError) -> Box<Self> {
+        Box::new(Self {
+            blame,
+            batch,
+            error,
+        })
+    }
+}
 
 /// A worker: takes messages until the reader is done, runs steps and row rules on batches.
 /// `current` holds the message in hand and its batch number.
@@ -426,12 +445,12 @@ fn process(
     rx: &Mutex<Receiver<(u64, Message)>>,
     out: &SyncSender<ToWriter>,
     current: &Cell<Option<(u64, Option<u64>)>>,
-) -> Result<(), WorkerFailure> {
+) -> Result<(), Box<WorkerFailure>> {
     let poisoned = || EtlError::engine("a processing thread panicked");
     loop {
         let next = rx
             .lock()
-            .map_err(|_| (Blame::Consequence, None, poisoned()))?
+            .map_err(|_| WorkerFailure::new(Blame::Consequence, None, poisoned()))?
             .recv();
         let Ok((seq, message)) = next else {
             return Ok(());
@@ -439,11 +458,11 @@ fn process(
         let number = message.batch.as_ref().map(|(_, n, _)| *n);
         current.set(Some((seq, number)));
         let output = process_one(steps, quality, output_schema, partition_by, message)
-            .map_err(|e| (Blame::At(seq), number, e))?;
+            .map_err(|e| WorkerFailure::new(Blame::At(seq), number, e))?;
         // The writer only hangs up when it failed; its error is the one reported.
         out.send(ToWriter::Item(seq, output)).map_err(|_| {
             let e = EtlError::engine("the writing thread stopped");
-            (Blame::Consequence, number, e)
+            WorkerFailure::new(Blame::Consequence, number, e)
         })?;
     }
 }
