@@ -211,12 +211,23 @@ fn mark(e: io::Error, progress: &Progress) -> io::Error {
 }
 
 impl<R: BufRead> Read for Guarded<R> {
+    /// Reads into `out` directly: a buffered reader below skips its own buffer for a read
+    /// as large as it, which saves a copy of the whole input.
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let buf = self.fill_buf()?;
-        let n = buf.len().min(out.len());
-        out[..n].copy_from_slice(&buf[..n]);
-        self.consume(n);
+        self.check()?;
+        let n = self.inner.read(out).map_err(|e| mark(e, &self.progress))?;
+        self.advance(&out[..n]);
         Ok(n)
+    }
+}
+
+impl<R> Guarded<R> {
+    /// Counts bytes handed to the reader.
+    fn advance(&self, bytes: &[u8]) {
+        let p = &self.progress;
+        p.newlines
+            .set(p.newlines.get() + count_newlines(bytes) as u64);
+        p.consumed.set(p.consumed.get() + bytes.len() as u64);
     }
 }
 
@@ -236,9 +247,10 @@ impl<R: BufRead> BufRead for Guarded<R> {
         // The bytes being consumed are the front of the inner buffer, which a refill
         // without a consume in between returns again without reading.
         if let Ok(buf) = self.inner.fill_buf() {
-            let lines = count_newlines(&buf[..n.min(buf.len())]);
+            let buf = &buf[..n.min(buf.len())];
             let p = &self.progress;
-            p.newlines.set(p.newlines.get() + lines as u64);
+            p.newlines
+                .set(p.newlines.get() + count_newlines(buf) as u64);
         }
         self.inner.consume(n);
         let p = &self.progress;
@@ -246,18 +258,23 @@ impl<R: BufRead> BufRead for Guarded<R> {
     }
 }
 
-/// Line breaks in `bytes`, eight bytes at a time: every byte of the input passes here, and
-/// a byte-by-byte count cost 3% of a run.
+/// Line breaks in `bytes`. Every byte of the input passes here, so the loop is written
+/// for the compiler to vectorize: per-lane byte counters, summed before they can overflow.
+/// 64 lanes measured 0.24 instructions a byte; 32 lanes did not vectorize (3.3).
 fn count_newlines(bytes: &[u8]) -> usize {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const NEWLINES: u64 = 0x0a0a_0a0a_0a0a_0a0a;
-    let (words, rest) = bytes.as_chunks::<8>();
+    const LANES: usize = 64;
+    // A lane counts at most one line break per block: 255 blocks fill a u8.
+    const BLOCKS: usize = 255;
     let mut n = 0;
-    for w in words {
-        // Bytes equal to '\n' become zero; each zero byte gets its high bit set in `zero`.
-        let x = u64::from_ne_bytes(*w) ^ NEWLINES;
-        let zero = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
-        n += zero.count_ones() as usize;
+    let (blocks, rest) = bytes.as_chunks::<LANES>();
+    for run in blocks.chunks(BLOCKS) {
+        let mut lanes = [0u8; LANES];
+        for block in run {
+            for (lane, b) in lanes.iter_mut().zip(block) {
+                *lane += u8::from(*b == b'\n');
+            }
+        }
+        n += lanes.iter().map(|&c| usize::from(c)).sum::<usize>();
     }
     n + rest.iter().filter(|&&b| b == b'\n').count()
 }

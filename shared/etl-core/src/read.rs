@@ -61,11 +61,14 @@ const MAX_REPORTED_EXTRA: usize = 200;
 
 /// Opens the (possibly compressed) input. Compression is taken from the name (.gz,
 /// .zst) or, failing that, from the first bytes.
+/// Bytes read from the source, or decompressed, at a time.
+const INPUT_BUFFER: usize = 1 << 16;
+
 pub(crate) fn decompress<'a>(
     input: impl Read + 'a,
     name: &str,
 ) -> Result<Box<dyn BufRead + 'a>, EtlError> {
-    let mut buffered = BufReader::with_capacity(1 << 16, input);
+    let mut buffered = BufReader::with_capacity(INPUT_BUFFER, input);
     let head = buffered
         .fill_buf()
         .map_err(|e| EtlError::io(format!("reading {name}"), e))?;
@@ -74,13 +77,13 @@ pub(crate) fn decompress<'a>(
     let zst = lower.ends_with(".zst") || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
     Ok(if gz {
         Box::new(BufReader::with_capacity(
-            1 << 16,
+            INPUT_BUFFER,
             flate2::bufread::MultiGzDecoder::new(buffered),
         ))
     } else if zst {
         let decoder = zstd::stream::read::Decoder::with_buffer(buffered)
             .map_err(|e| EtlError::io(format!("opening zstd stream {name}"), e))?;
-        Box::new(BufReader::with_capacity(1 << 16, decoder))
+        Box::new(BufReader::with_capacity(INPUT_BUFFER, decoder))
     } else {
         Box::new(buffered)
     })
@@ -177,6 +180,8 @@ impl Record for CsvRecord<'_> {
 /// The CSV dialect of every read, so that a record split again splits the same way.
 fn csv_reader<R: Read>(delimiter: u8, input: R) -> csv::Reader<R> {
     csv::ReaderBuilder::new()
+        // As large as the buffer below it, which then reads straight into this one.
+        .buffer_capacity(INPUT_BUFFER)
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
