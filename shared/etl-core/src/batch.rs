@@ -344,9 +344,7 @@ fn append<'a>(
 }
 
 /// An emptied vector with another lifetime, in the same allocation: collecting a vector's
-/// own iterator into a vector of a same-sized type reuses its buffer. Inlined, this is a
-/// few instructions; called, it cost 0.5% of a one-core run (twice per record).
-#[inline(always)]
+/// own iterator into a vector of a same-sized type reuses its buffer.
 fn reuse<'b>(mut staged: Vec<Option<Cow<'_, str>>>) -> Vec<Option<Cow<'b, str>>> {
     staged.clear();
     staged.into_iter().map(|_| None).collect()
