@@ -5,12 +5,19 @@
 //!
 //! Output keys derive from the source bucket and key, so a redelivered event (or a new
 //! version of the same key) rewrites the same objects; files an earlier version wrote in
-//! partitions the new one no longer has are deleted, using the earlier manifest.
+//! partitions the new one no longer has are deleted, using the earlier manifest. How a
+//! publish stays whole across timeouts and crashes is in the `publish` module.
+//!
+//! The object read is the version the event names (S3 notifications and EventBridge
+//! events carry it in versioned buckets), and the manifest records the ETag and version
+//! of what was read, not what the event claimed.
 
 mod event;
+mod publish;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono::Utc;
 use etl_aws::EtlError;
@@ -23,8 +30,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use event::{EventError, ObjectRef, decode_key, objects};
+pub use publish::{Deadline, intent_key};
 
 include!(concat!(env!("OUT_DIR"), "/specs.rs"));
+
+/// Time kept back from the Lambda deadline: enough for a large file's upload in flight to
+/// finish and the error to be reported.
+pub const DEFAULT_DEADLINE_MARGIN_SECONDS: u64 = 60;
 
 /// Where outputs go and what is notified, from the environment.
 #[derive(Debug, Clone)]
@@ -47,6 +59,9 @@ pub struct Config {
     pub pipelines_dir: Option<PathBuf>,
     /// `WORK_DIR` (default the system temp dir): where a run stages its files.
     pub work_dir: PathBuf,
+    /// `DEADLINE_MARGIN_SECONDS` (default 60): a run with less time left than this before
+    /// the Lambda deadline starts no further write, and fails as `TransientError`.
+    pub deadline_margin: Duration,
     /// The dataset specs, checked at cold start.
     pub specs: Vec<PipelineSpec>,
 }
@@ -88,6 +103,11 @@ impl Config {
             pipelines_dir,
             work_dir: config::optional(env, "WORK_DIR")
                 .map_or_else(std::env::temp_dir, PathBuf::from),
+            deadline_margin: Duration::from_secs(config::parse_or(
+                env,
+                "DEADLINE_MARGIN_SECONDS",
+                DEFAULT_DEADLINE_MARGIN_SECONDS,
+            )?),
             specs,
         })
     }
@@ -209,25 +229,29 @@ pub async fn handler(
     config: &Config,
 ) -> Result<Response, EtlError> {
     let refs = objects(&event.payload).map_err(|e| EtlError::invalid_input(e.to_string()))?;
+    let deadline = Deadline::of(&event.context, config.deadline_margin);
     let mut results = Vec::with_capacity(refs.len());
     for o in &refs {
-        results.push(process_object(o, clients, config).await?);
+        results.push(process_object(o, clients, config, &deadline).await?);
     }
     Ok(Response { objects: results })
 }
 
 /// A file-name-safe id for the source object: readable stem plus a hash of bucket/key,
-/// so two objects with the same file name in different folders never collide.
+/// so two objects with the same file name in different folders never collide. At most
+/// the engine's 200-byte id limit, so it names data files `<id>.parquet`
+/// exactly (publishing recognises this source's files by that name).
 pub fn output_id(bucket: &str, key: &str) -> String {
     let name = key.rsplit('/').next().unwrap_or(key);
     let hash = etl_aws::stable_hash(format!("{bucket}/{key}").as_bytes());
-    format!("{}-{:016x}", etl_core::source_id(name), hash)
+    etl_core::source_id(&format!("{}-{:016x}", etl_core::source_id(name), hash))
 }
 
 async fn process_object(
     o: &ObjectRef,
     clients: &Clients,
     config: &Config,
+    deadline: &Deadline,
 ) -> Result<ObjectResult, EtlError> {
     if config.is_own_output(&o.bucket, &o.key) {
         tracing::info!(bucket = %o.bucket, key = %o.key, "own output, ignored");
@@ -243,17 +267,30 @@ async fn process_object(
     let dataset = spec.name.clone();
     let id = output_id(&o.bucket, &o.key);
     let source_name = format!("s3://{}/{}", o.bucket, o.key);
-    tracing::info!(source = %source_name, dataset = %dataset, "processing");
+    tracing::info!(source = %source_name, dataset = %dataset, version = ?o.version_id, "processing");
+    deadline.check(&format!("reading {source_name}"))?;
 
-    let object = etl_aws::s3::get_object_ranges(
+    let object = etl_aws::s3::get_object_version_ranges(
         &clients.s3,
         &o.bucket,
         &o.key,
+        o.version_id.as_deref(),
         READ_PART_BYTES,
         READ_CONCURRENCY,
     )
     .await?;
-    let etag = o.etag.clone().or_else(|| object.etag.clone());
+    // The manifest names what was read: the event's ETag is the version it was sent for,
+    // which, without a version id, may have been overwritten since.
+    let etag = object.etag.clone();
+    let version_id = object.version_id.clone();
+    if let Some(sent) = o.etag.as_deref()
+        && Some(etag_core(sent)) != etag.as_deref().map(etag_core)
+    {
+        tracing::info!(
+            source = %source_name, event_etag = sent, read_etag = ?etag,
+            "the object changed since the event; processing the version read"
+        );
+    }
     let work = tempfile::Builder::new()
         .prefix("s3-processor-")
         .tempdir_in(&config.work_dir)
@@ -277,9 +314,11 @@ async fn process_object(
         base: config.pipelines_dir.clone(),
         runtime: tokio::runtime::Handle::current(),
     };
-    let manifest = run_engine(spec.clone(), loader, object, opts).await?;
+    let mut manifest = run_engine(spec.clone(), loader, object, opts).await?;
+    manifest.source.version_id = version_id;
 
-    publish(&manifest, work.path(), &dataset, &id, clients, config).await?;
+    let layout = publish::Layout::new(config, &dataset, &id);
+    publish::publish(&manifest, work.path(), &layout, clients, deadline).await?;
     if manifest.status == RunStatus::Succeeded
         && let Some(db) = &config.glue_database
     {
@@ -312,6 +351,11 @@ async fn process_object(
         quarantined: Some(c.quarantined),
         quality_score: Some(manifest.quality.score),
     })
+}
+
+/// An ETag without quotes (events carry it bare, S3 responses quoted).
+fn etag_core(etag: &str) -> &str {
+    etl_aws::s3::unquote_etag(etag)
 }
 
 /// Runs `spec` over the object's body. The engine is synchronous and CPU-bound: it runs
@@ -356,150 +400,6 @@ fn engine_error(source: &str, e: etl_core::EtlError) -> EtlError {
         }
         etl_core::EtlError::Engine { .. } => EtlError::internal(format!("{source}: {e}")),
     }
-}
-
-/// Uploads data (only when the quality gate passed), quarantine and manifest, and removes
-/// files an earlier run of the same source wrote that this run did not.
-async fn publish(
-    manifest: &RunManifest,
-    work: &Path,
-    dataset: &str,
-    id: &str,
-    clients: &Clients,
-    config: &Config,
-) -> Result<(), EtlError> {
-    let s3 = &clients.s3;
-    let manifest_key = config.manifest_key(dataset, id);
-    let previous = previous_outputs(s3, &config.processed_bucket, &manifest_key).await?;
-    let data_prefix = config.data_prefix(dataset);
-    let mut written = BTreeSet::new();
-    if manifest.status == RunStatus::Succeeded {
-        for f in &manifest.outputs {
-            let key = format!("{data_prefix}{}", f.path);
-            upload_file(
-                s3,
-                &config.processed_bucket,
-                &key,
-                &work.join("data").join(&f.path),
-            )
-            .await?;
-            written.insert(key);
-        }
-    }
-    for stale in previous.difference(&written) {
-        s3.delete_object()
-            .bucket(&config.processed_bucket)
-            .key(stale)
-            .send()
-            .await
-            .map_err(|e| {
-                EtlError::from_sdk(
-                    format!("deleting stale s3://{}/{stale}", config.processed_bucket),
-                    e,
-                )
-            })?;
-    }
-    let quarantine_key = format!("{}{dataset}/{id}.parquet", config.quarantine_prefix);
-    match &manifest.quarantine {
-        Some(_) => {
-            upload_file(
-                s3,
-                &config.quarantine_bucket,
-                &quarantine_key,
-                &work.join("quarantine.parquet"),
-            )
-            .await?
-        }
-        None => {
-            // A rerun with nothing rejected must not leave the earlier quarantine behind.
-            s3.delete_object()
-                .bucket(&config.quarantine_bucket)
-                .key(&quarantine_key)
-                .send()
-                .await
-                .map_err(|e| {
-                    EtlError::from_sdk(
-                        format!(
-                            "deleting s3://{}/{quarantine_key}",
-                            config.quarantine_bucket
-                        ),
-                        e,
-                    )
-                })?;
-        }
-    }
-    let mut published = manifest.clone();
-    if published.status != RunStatus::Succeeded {
-        published.outputs.clear();
-        published.output_bytes = 0;
-    }
-    if let Some(q) = &mut published.quarantine {
-        q.path = format!("s3://{}/{quarantine_key}", config.quarantine_bucket);
-    }
-    for f in &mut published.outputs {
-        f.path = format!("s3://{}/{data_prefix}{}", config.processed_bucket, f.path);
-    }
-    let body = serde_json::to_vec_pretty(&published)
-        .map_err(|e| EtlError::internal(format!("serialising the manifest: {e}")))?;
-    etl_aws::s3::put_bytes(
-        s3,
-        &config.processed_bucket,
-        &manifest_key,
-        body,
-        Some("application/json"),
-    )
-    .await?;
-    Ok(())
-}
-
-/// The data keys the previous manifest of this source listed (empty when none).
-async fn previous_outputs(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    manifest_key: &str,
-) -> Result<BTreeSet<String>, EtlError> {
-    let object = match etl_aws::s3::get_object(s3, bucket, manifest_key).await {
-        Ok(o) => o,
-        Err(e) if e.kind() == etl_aws::ErrorKind::NotFound => return Ok(BTreeSet::new()),
-        Err(e) => return Err(e),
-    };
-    let bytes = object
-        .body
-        .collect()
-        .await
-        .map_err(|e| EtlError::transient(format!("reading s3://{bucket}/{manifest_key}: {e}")))?
-        .into_bytes();
-    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let prefix = format!("s3://{bucket}/");
-    Ok(value["outputs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f["path"].as_str()?.strip_prefix(&prefix).map(String::from))
-        .collect())
-}
-
-async fn upload_file(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-    path: &Path,
-) -> Result<(), EtlError> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| EtlError::internal(format!("opening {}: {e}", path.display())))?;
-    etl_aws::s3::put_object_from_reader(
-        s3,
-        bucket,
-        key,
-        file,
-        &etl_aws::s3::PutOptions {
-            content_type: Some("application/vnd.apache.parquet".into()),
-            ..Default::default()
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 async fn sync_catalog(
@@ -710,6 +610,7 @@ mod tests {
         let object = etl_aws::s3::RangedObject {
             size: 0,
             etag: None,
+            version_id: None,
             last_modified: None,
             parts: futures::stream::iter(parts).boxed(),
         };
@@ -810,6 +711,19 @@ mod tests {
         assert!(c.specs.iter().any(|s| s.name == "customers"));
         assert_eq!(c.quarantine_bucket, "lake");
         assert_eq!(c.output_prefix, "processed/");
+        assert_eq!(c.deadline_margin, Duration::from_secs(60));
+        let margin = |v: &str| {
+            Config::from_source(&env(&[
+                ("PROCESSED_BUCKET", "lake"),
+                ("DEADLINE_MARGIN_SECONDS", v),
+            ]))
+        };
+        assert_eq!(
+            margin("15").unwrap().deadline_margin,
+            Duration::from_secs(15)
+        );
+        let err = margin("soon").unwrap_err();
+        assert!(err.to_string().contains("DEADLINE_MARGIN_SECONDS"), "{err}");
     }
 
     #[test]
@@ -834,6 +748,13 @@ mod tests {
         assert!(a.starts_with("a_b.csv-"), "{a}");
         assert_ne!(a, output_id("raw", "raw-data/customers/2024/a b.csv"));
         assert_ne!(a, output_id("other", "raw-data/customers/a b.csv"));
+        // A long name keeps to the engine's id limit, so data files are `<id>.parquet`
+        // exactly, and two long names sharing a start stay apart.
+        let long = |tail: &str| output_id("raw", &format!("raw/{}{tail}.csv", "n".repeat(300)));
+        let (x, y) = (long("x"), long("y"));
+        assert!(x.len() <= 200, "{} bytes", x.len());
+        assert_eq!(x, etl_core::source_id(&x), "already an id");
+        assert_ne!(x, y);
     }
 
     #[tokio::test]

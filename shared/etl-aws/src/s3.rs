@@ -78,7 +78,10 @@ pub fn byte_ranges(size: u64, part_size: u64) -> Vec<(u64, u64)> {
 /// An object being read as ranged GETs (see [`get_object_ranges`]).
 pub struct RangedObject {
     pub size: u64,
+    /// The ETag of the version being read (every range is pinned to it).
     pub etag: Option<String>,
+    /// The version being read, in a versioned bucket.
+    pub version_id: Option<String>,
     pub last_modified: Option<DateTime<Utc>>,
     /// The object's bytes, part by part, in order.
     pub parts: futures::stream::BoxStream<'static, Result<bytes::Bytes, EtlError>>,
@@ -89,6 +92,7 @@ impl std::fmt::Debug for RangedObject {
         f.debug_struct("RangedObject")
             .field("size", &self.size)
             .field("etag", &self.etag)
+            .field("version_id", &self.version_id)
             .finish_non_exhaustive()
     }
 }
@@ -119,26 +123,63 @@ pub async fn get_object_ranges(
     part_size: u64,
     concurrency: usize,
 ) -> Result<RangedObject, EtlError> {
+    get_object_version_ranges(client, bucket, key, None, part_size, concurrency).await
+}
+
+/// [`get_object_ranges`] of one version of the object (`version_id`, in a versioned
+/// bucket; `None`: the current one). A version never changes, so a later overwrite of the
+/// key does not disturb the read; a version that no longer exists is
+/// [`ErrorKind::NotFound`].
+pub async fn get_object_version_ranges(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+    part_size: u64,
+    concurrency: usize,
+) -> Result<RangedObject, EtlError> {
     use futures::StreamExt;
+    let named = match version_id {
+        Some(v) => format!("s3://{bucket}/{key} (version {v})"),
+        None => format!("s3://{bucket}/{key}"),
+    };
     let head = client
         .head_object()
         .bucket(bucket)
         .key(key)
+        .set_version_id(version_id.map(str::to_string))
         .send()
         .await
-        .map_err(|e| EtlError::from_sdk(format!("reading s3://{bucket}/{key}"), e))?;
+        .map_err(|e| EtlError::from_sdk(format!("reading {named}"), e))?;
     let size = u64::try_from(head.content_length.unwrap_or(0)).unwrap_or(0);
     let etag = head.e_tag.clone();
+    // The version HEAD answered for, so every range reads that one even when the event
+    // named none and the key is overwritten meanwhile (unversioned buckets have none).
+    let version = head
+        .version_id
+        .clone()
+        .filter(|v| !v.is_empty() && v != "null")
+        .or_else(|| version_id.map(str::to_string));
     let client = client.clone();
     let (bucket, key) = (bucket.to_string(), key.to_string());
+    let pinned = version.clone();
     let parts = futures::stream::iter(byte_ranges(size, part_size))
         .map(move |(start, end)| {
-            let (client, bucket, key, etag) =
-                (client.clone(), bucket.clone(), key.clone(), etag.clone());
+            let (client, bucket, key, etag, version) = (
+                client.clone(),
+                bucket.clone(),
+                key.clone(),
+                etag.clone(),
+                pinned.clone(),
+            );
             async move {
                 let mut attempt = 1;
                 loop {
-                    match get_range(&client, &bucket, &key, etag.as_deref(), start, end).await {
+                    let pin = Pin {
+                        etag: etag.as_deref(),
+                        version_id: version.as_deref(),
+                    };
+                    match get_range(&client, &bucket, &key, pin, start, end).await {
                         Err(Fetch::Retry(e)) if attempt < RANGE_ATTEMPTS => {
                             tracing::warn!(
                                 bucket = %bucket, key = %key, start, end, attempt, error = %e,
@@ -159,6 +200,7 @@ pub async fn get_object_ranges(
     Ok(RangedObject {
         size,
         etag: head.e_tag.as_deref().map(|e| unquote_etag(e).to_string()),
+        version_id: version,
         last_modified: head.last_modified.as_ref().and_then(to_chrono),
         parts,
     })
@@ -170,12 +212,19 @@ enum Fetch {
     Final(EtlError),
 }
 
+/// What every ranged GET of one read must match.
+#[derive(Clone, Copy)]
+struct Pin<'a> {
+    etag: Option<&'a str>,
+    version_id: Option<&'a str>,
+}
+
 /// One ranged GET, body included.
 async fn get_range(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-    etag: Option<&str>,
+    pin: Pin<'_>,
     start: u64,
     end: u64,
 ) -> Result<bytes::Bytes, Fetch> {
@@ -185,7 +234,8 @@ async fn get_range(
         .bucket(bucket)
         .key(key)
         .range(format!("bytes={start}-{end}"))
-        .set_if_match(etag.map(str::to_string))
+        .set_version_id(pin.version_id.map(str::to_string))
+        .set_if_match(pin.etag.map(str::to_string))
         .send()
         .await
         .map_err(|e| {

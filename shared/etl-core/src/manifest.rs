@@ -38,6 +38,9 @@ pub struct SourceInfo {
     pub id: String,
     /// The object's ETag or version, when the caller knows it.
     pub etag: Option<String>,
+    /// The object version that was read, when the caller knows it (versioned buckets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
     pub format: SourceFormat,
     /// Bytes read from the source, before decompression.
     pub bytes: u64,

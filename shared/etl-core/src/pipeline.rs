@@ -315,6 +315,7 @@ impl Pipeline {
                 name: opts.source_name.clone(),
                 id: opts.source_id.clone(),
                 etag: opts.etag.clone(),
+                version_id: None,
                 format,
                 bytes: bytes_read.load(Ordering::Relaxed),
             },
