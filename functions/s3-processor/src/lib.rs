@@ -283,6 +283,17 @@ async fn process_object(
     // which, without a version id, may have been overwritten since.
     let etag = object.etag.clone();
     let version_id = object.version_id.clone();
+    let last_modified = object.last_modified;
+    let layout = publish::Layout::new(config, &dataset, &id);
+    if let Some(newer) =
+        publish::newer_published(&clients.s3, &layout, version_id.as_deref(), last_modified).await?
+    {
+        tracing::info!(source = %source_name, version = ?version_id, newer = %newer, "superseded, not processed");
+        return Ok(ObjectResult::skipped(
+            o,
+            &format!("superseded: {newer} is already published"),
+        ));
+    }
     if let Some(sent) = o.etag.as_deref()
         && Some(etag_core(sent)) != etag.as_deref().map(etag_core)
     {
@@ -316,8 +327,9 @@ async fn process_object(
     };
     let mut manifest = run_engine(spec.clone(), loader, object, opts).await?;
     manifest.source.version_id = version_id;
+    manifest.source.last_modified =
+        last_modified.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
 
-    let layout = publish::Layout::new(config, &dataset, &id);
     publish::publish(&manifest, work.path(), &layout, clients, deadline).await?;
     if manifest.status == RunStatus::Succeeded
         && let Some(db) = &config.glue_database

@@ -346,6 +346,41 @@ pub(crate) async fn publish(
     Ok(())
 }
 
+/// The version the published manifest names, when it is another version of the object
+/// written after `last_modified`: an event for an older version that arrives (or is
+/// retried) after a newer one was published must not bring the old rows back. Versions
+/// written within the same second cannot be ordered and are processed.
+pub(crate) async fn newer_published(
+    s3: &aws_sdk_s3::Client,
+    layout: &Layout<'_>,
+    version_id: Option<&str>,
+    last_modified: Option<chrono::DateTime<Utc>>,
+) -> Result<Option<String>, EtlError> {
+    let (Some(ours), Some(read_at)) = (version_id, last_modified) else {
+        return Ok(None);
+    };
+    let target = layout.manifest();
+    let Some(previous) = read_json(s3, &target).await? else {
+        return Ok(None);
+    };
+    let source = &previous["source"];
+    let Some(theirs) = source["version_id"].as_str().filter(|v| *v != ours) else {
+        return Ok(None);
+    };
+    let Some(written_at) = source["last_modified"].as_str() else {
+        return Ok(None);
+    };
+    let written_at = chrono::DateTime::parse_from_rfc3339(written_at).map_err(|e| {
+        corrupt(
+            &target,
+            "manifest",
+            &format!("source.last_modified {written_at:?}: {e}"),
+        )
+    })?;
+    Ok((written_at.timestamp() > read_at.timestamp())
+        .then(|| format!("version {theirs} of {written_at}")))
+}
+
 fn corrupt(target: &Target, what: &str, reason: &str) -> EtlError {
     EtlError::internal(format!(
         "{target} is not a {what} this function can read ({reason}). It names files an \

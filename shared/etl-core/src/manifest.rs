@@ -41,6 +41,9 @@ pub struct SourceInfo {
     /// The object version that was read, when the caller knows it (versioned buckets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
+    /// When that version was written (RFC 3339), when the caller knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
     pub format: SourceFormat,
     /// Bytes read from the source, before decompression.
     pub bytes: u64,

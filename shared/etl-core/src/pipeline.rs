@@ -316,6 +316,7 @@ impl Pipeline {
                 id: opts.source_id.clone(),
                 etag: opts.etag.clone(),
                 version_id: None,
+                last_modified: None,
                 format,
                 bytes: bytes_read.load(Ordering::Relaxed),
             },
