@@ -7,7 +7,9 @@
 //! cleanup code runs), and the writes already in flight are let land. Every kill point of
 //! a publish is tried, for the same version retried and for a newer version landing in
 //! other partitions. The deadline case releases the held write only once the invocation is
-//! inside its margin.
+//! inside its margin. The last test does both to the real `s3-processor` binary, run as
+//! Lambda runs it (a Runtime API here hands it the event and the deadline): SIGKILL at a
+//! held write, and the deadline reached mid-upload.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
@@ -840,4 +842,228 @@ async fn the_version_the_event_names_is_read_and_recorded() {
     .unwrap_err();
     assert_eq!(err.error_type(), "NotFound", "{err}");
     assert!(err.message().contains(&version1), "{err}");
+}
+
+// ---------------------------------------------------------------- the real binary
+
+/// Lambda's Runtime API, enough for one invocation: hands out `event` once, with a
+/// deadline, and keeps what the function answers.
+struct RuntimeApi {
+    addr: SocketAddr,
+    answer: Arc<Mutex<Option<(String, Value)>>>,
+}
+
+impl RuntimeApi {
+    async fn start(event: Value, deadline_ms: u64) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answer = Arc::new(Mutex::new(None));
+        let served = Arc::new(AtomicBool::new(false));
+        let shared = answer.clone();
+        tokio::spawn(async move {
+            loop {
+                let (conn, _) = listener.accept().await.unwrap();
+                let (event, answer, served) = (event.clone(), shared.clone(), served.clone());
+                tokio::spawn(async move {
+                    let _ = runtime_request(conn, event, deadline_ms, answer, served).await;
+                });
+            }
+        });
+        Self { addr, answer }
+    }
+
+    /// `("response" | "error", body)` once the function has answered.
+    async fn answer(&self, timeout: Duration) -> (String, Value) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(a) = self.answer.lock().unwrap().clone() {
+                return a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no answer from the function in {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// One request per connection (answered with `Connection: close`).
+async fn runtime_request(
+    conn: TcpStream,
+    event: Value,
+    deadline_ms: u64,
+    answer: Arc<Mutex<Option<(String, Value)>>>,
+    served: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).await?;
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await? == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).await?;
+    let path = request_line
+        .split(' ')
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let (status, headers, reply) = if path.ends_with("/invocation/next") {
+        if served.swap(true, Ordering::SeqCst) {
+            // One invocation per process: the next poll waits until the process ends.
+            std::future::pending::<()>().await;
+        }
+        (
+            "200 OK",
+            format!(
+                "Lambda-Runtime-Aws-Request-Id: request-1\r\n\
+                 Lambda-Runtime-Deadline-Ms: {deadline_ms}\r\n\
+                 Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:000000000000:function:s3-processor\r\n\
+                 Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000\r\n"
+            ),
+            event.to_string(),
+        )
+    } else {
+        let kind = if path.ends_with("/response") {
+            "response"
+        } else {
+            "error"
+        };
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        *answer.lock().unwrap() = Some((kind.to_string(), body));
+        ("202 Accepted", String::new(), "{}".to_string())
+    };
+    let conn = reader.get_mut();
+    conn.write_all(
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+            reply.len()
+        )
+        .as_bytes(),
+    )
+    .await?;
+    conn.shutdown().await
+}
+
+impl Env {
+    /// The s3-processor binary as Lambda runs it: one invocation of `event` from a Runtime
+    /// API, its S3 requests through the gate.
+    async fn spawn_binary(
+        &self,
+        lake: &str,
+        deadline: std::time::SystemTime,
+        margin_seconds: u64,
+    ) -> (std::process::Child, RuntimeApi) {
+        let deadline_ms = deadline
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let api = RuntimeApi::start(self.event(), deadline_ms).await;
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_s3-processor"))
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", "s3-processor")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_ENDPOINT_URL", &self.gate.url)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("PROCESSED_BUCKET", lake)
+            .env("WORK_DIR", self.work.path())
+            .env("DEADLINE_MARGIN_SECONDS", margin_seconds.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (child, api)
+    }
+}
+
+/// Stops a process this test started and reaps it.
+fn kill(mut child: std::process::Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn the_binary_killed_mid_publish_or_timed_out_is_finished_by_the_next_run() {
+    let e = Env::new().await;
+    let far = std::time::SystemTime::now() + Duration::from_secs(600);
+
+    // SIGKILL while the first version's data files go up; the second version, in other
+    // partitions, is run by the binary too and leaves exactly what a clean run leaves.
+    e.put(&second_version()).await;
+    let clean = e.new_lake().await;
+    e.run(&clean).await;
+    let want = e.snapshot(&clean).await;
+    let lake = e.new_lake().await;
+    e.put(&first_version()).await;
+    e.gate.arm(Arm {
+        bucket: lake.clone(),
+        allowed: 3,
+        release_at: None,
+    });
+    let (child, _api) = e.spawn_binary(&lake, far, 60).await;
+    tokio::time::timeout(Duration::from_secs(60), e.gate.until_held())
+        .await
+        .expect("the binary reaches its fourth write");
+    kill(child);
+    e.gate.settle().await;
+    e.gate.disarm();
+    let left = e.snapshot(&lake).await;
+    assert!(left.contains_key(&e.intent_key()), "{left:?}");
+    assert!(!left.contains_key(&e.manifest_key()), "{left:?}");
+    e.put(&second_version()).await;
+    let (child, api) = e.spawn_binary(&lake, far, 60).await;
+    let (kind, body) = api.answer(Duration::from_secs(60)).await;
+    kill(child);
+    assert_eq!(kind, "response", "{body}");
+    assert_eq!(body["objects"][0]["status"], "processed", "{body}");
+    assert_same(
+        &e.snapshot(&lake).await,
+        &want,
+        "binary killed, next version run",
+    );
+
+    // The deadline from the Runtime API: the uploads held past it, the run reports
+    // TransientError to Lambda and the next invocation finishes.
+    e.put(&wide_version()).await;
+    let clean = e.new_lake().await;
+    e.run(&clean).await;
+    let want = e.snapshot(&clean).await;
+    let lake = e.new_lake().await;
+    let margin = 10;
+    e.gate.arm(Arm {
+        bucket: lake.clone(),
+        allowed: 2,
+        release_at: Some(Instant::now() + Duration::from_millis(margin * 1000 + 500)),
+    });
+    let deadline = std::time::SystemTime::now() + Duration::from_secs(2 * margin);
+    let (child, api) = e.spawn_binary(&lake, deadline, margin).await;
+    let (kind, body) = api.answer(Duration::from_secs(60)).await;
+    kill(child);
+    e.gate.settle().await;
+    e.gate.disarm();
+    assert_eq!(kind, "error", "{body}");
+    assert_eq!(body["errorType"], "TransientError", "{body}");
+    let left = e.snapshot(&lake).await;
+    assert!(left.contains_key(&e.intent_key()), "{left:?}");
+    assert!(!left.contains_key(&e.manifest_key()), "{left:?}");
+    let (child, api) = e.spawn_binary(&lake, far, margin).await;
+    let (kind, body) = api.answer(Duration::from_secs(60)).await;
+    kill(child);
+    assert_eq!(kind, "response", "{body}");
+    assert_same(&e.snapshot(&lake).await, &want, "binary timed out, rerun");
 }
