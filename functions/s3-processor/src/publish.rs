@@ -601,6 +601,36 @@ mod tests {
     }
 
     #[test]
+    fn own_files_are_this_sources_parquet_in_the_output_buckets() {
+        let env: std::collections::HashMap<String, String> =
+            [("PROCESSED_BUCKET", "lake"), ("QUARANTINE_BUCKET", "q")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let config = Config::from_source(&env).unwrap();
+        let layout = Layout::new(&config, "customers", "a.csv-0123");
+        let own = |uri: &str| layout.is_own_file(&Target::try_from(uri.to_string()).unwrap());
+        assert!(own(
+            "s3://lake/processed/customers/country=US/a.csv-0123.parquet"
+        ));
+        assert!(own("s3://q/quarantine/customers/a.csv-0123.parquet"));
+        // Written under an earlier OUTPUT_PREFIX: still this source's.
+        assert!(own("s3://lake/old/customers/a.csv-0123.parquet"));
+        assert!(!own("s3://other/processed/customers/a.csv-0123.parquet"));
+        assert!(!own("s3://lake/processed/customers/b.csv-0123.parquet"));
+        assert!(!own("s3://lake/processed/customers/a.csv-0123.parquet.bak"));
+        assert!(!own("s3://lake/manifests/customers/a.csv-0123.json"));
+        assert_eq!(
+            layout.intent().to_string(),
+            "s3://lake/manifests/_publishing/customers/a.csv-0123.json"
+        );
+        assert_eq!(
+            layout.quarantine().to_string(),
+            "s3://q/quarantine/customers/a.csv-0123.parquet"
+        );
+    }
+
+    #[test]
     fn a_deadline_fails_as_transient_within_the_margin_only() {
         let margin = Duration::from_secs(30);
         let none = Deadline::of(&lambda_runtime::Context::default(), margin);
