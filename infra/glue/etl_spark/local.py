@@ -72,8 +72,20 @@ def run(spark, plan: dict, input_path: str, output: str, now: dt.datetime | None
     with open(input_path, "rb") as f:
         data = f.read()
     source = reader.read(data, input_path, plan)
+    try:
+        return _run(spark, plan, source, input_path, output, now_us, started, clock)
+    except (reader.InputError, transform.RecordError):
+        raise
+    except Exception:
+        # Steps run lazily, so a value a strict expression refuses surfaces in a later
+        # action; step by step, the run names the step and the first line that refused.
+        transform.run(spark, plan, source, input_path, now_us, checkpoint=True)
+        raise
+
+
+def _run(spark, plan, source, input_path, output, now_us, started, clock) -> dict:
     ident = source_id(os.path.basename(input_path))
-    result = transform.run(spark, plan, source, input_path, now_us)
+    result = transform.run(spark, plan, source, input_path, now_us, checkpoint=False)
     dataset = plan["dataset"]
     out = plan["output"]
     compression = "none" if out["compression"] == "uncompressed" else out["compression"]

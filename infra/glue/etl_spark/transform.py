@@ -22,6 +22,15 @@ TEXT = "__text_{}"
 RESERVED_PREFIX = "__"
 
 
+# How Parquet is written, as the engine writes it: microsecond timestamps, and dates and
+# times in the proleptic Gregorian calendar whatever their year (no rebasing to Julian).
+IO_CONF = {
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.parquet.datetimeRebaseModeInWrite": "CORRECTED",
+    "spark.sql.parquet.int96RebaseModeInWrite": "CORRECTED",
+}
+
+
 class RecordError(Exception):
     """A value refused by a strict expression: the run fails naming the line (exit 4)."""
 
@@ -41,8 +50,7 @@ def session(plan: dict, master: str = "local[1]") -> SparkSession:
     builder = SparkSession.builder.master(master).appName("etl-spark")
     for k, v in plan["spark_conf"].items():
         builder = builder.config(k, v)
-    spark = builder.config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS") \
-        .config("spark.ui.enabled", "false").getOrCreate()
+    spark = builder.config("spark.ui.enabled", "false").getOrCreate()
     return configure(spark, plan)
 
 
@@ -52,7 +60,8 @@ def configure(spark: SparkSession, plan: dict) -> SparkSession:
         raise ValueError("not a version 1 Spark plan: run `etl plan --target spark`")
     for k, v in plan["spark_conf"].items():
         spark.conf.set(k, v)
-    spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    for k, v in IO_CONF.items():
+        spark.conf.set(k, v)
     kernels.register(spark, plan["udfs"])
     return spark
 
@@ -142,6 +151,9 @@ def _spark_message(e: Exception) -> str:
 
 def run(spark: SparkSession, plan: dict, source: Input, name: str, now_us: int,
         checkpoint: bool = True) -> Result:
+    """Runs the plan on one input. With `checkpoint`, each step that can refuse a value is
+    evaluated on its own, so a refusal raises RecordError naming the step and line;
+    without, steps stay lazy (the fast path) and a refusal is a Spark error."""
     records = _records_frame(spark, plan, source)
     typed = _typed(records, plan)
     rejects: list[tuple[DataFrame, str | None]] = []

@@ -183,7 +183,10 @@ fn expr(t: &Typed, guard: Option<&str>) -> String {
             } else {
                 (expr(e, guard), pattern.clone())
             };
-            format!("({text} LIKE {})", string(&like_pattern(&pattern, *escape)))
+            format!(
+                "regexp_like({text}, {})",
+                string(&like_regex(&pattern, *escape))
+            )
         }
         Node::Concat(l, r) => format!("concat({}, {})", expr(l, guard), expr(r, guard)),
         Node::Case {
@@ -207,25 +210,32 @@ fn expr(t: &Typed, guard: Option<&str>) -> String {
     }
 }
 
-/// Spark's LIKE escapes with `\` by default; the plan's pattern has no escape unless one
-/// is named. So every character the pattern means literally is written for Spark's rules.
-fn like_pattern(pattern: &str, escape: Option<char>) -> String {
-    let mut out = String::with_capacity(pattern.len());
+/// A LIKE pattern as a Java regex over the whole text: `%` any run of characters, `_` any
+/// one code point (Spark's own LIKE takes `_` for one UTF-16 unit, half of an emoji), every
+/// other character itself. The plan's pattern has no escape unless one is named; Spark's
+/// LIKE would read `\` as one.
+fn like_regex(pattern: &str, escape: Option<char>) -> String {
+    let mut out = String::from("^(?s)");
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
         let literal = if Some(c) == escape {
             chars.next().expect("checked at parse")
-        } else if c == '%' || c == '_' {
-            out.push(c);
+        } else if c == '%' {
+            out.push_str(".*");
+            continue;
+        } else if c == '_' {
+            out.push('.');
             continue;
         } else {
             c
         };
-        if matches!(literal, '%' | '_' | '\\') {
+        // Java allows `\` before any character that is not a letter or digit.
+        if literal.is_ascii() && !literal.is_ascii_alphanumeric() {
             out.push('\\');
         }
         out.push(literal);
     }
+    out.push('$');
     out
 }
 
@@ -289,9 +299,27 @@ fn cast(e: &Typed, to: ColumnType, strict: bool, guard: Option<&str>) -> String 
         (T::Decimal { .. }, T::Bigint) => format!("{kw}(round({}, 0) AS bigint)", expr(e, guard)),
         (T::Double, T::Decimal { precision, scale }) => {
             // The double times 10^scale, rounded half away from zero, is the unscaled value
-            // (the polars back end's rule); Spark's own cast reads the double's text.
+            // (the polars back end's rule). Spark's own casts read a double through its
+            // shortest text, which drops binary digits past 17: the integral double is cut
+            // into 42-bit pieces, each exact as a bigint, and summed as a decimal.
             let x = expr(e, guard);
             let scaled = format!("round({x} * power(10, {scale}), 0)");
+            let whole = format!("abs({scaled})");
+            let (p84, p42) = ("19342813113834066795298816", "4398046511104");
+            let hi = format!("floor({whole} / CAST('{p84}' AS double))");
+            let mid = format!(
+                "floor(({whole} - {hi} * CAST('{p84}' AS double)) / CAST('{p42}' AS double))"
+            );
+            let lo = format!(
+                "({whole} - {hi} * CAST('{p84}' AS double) - {mid} * CAST('{p42}' AS double))"
+            );
+            let piece = |v: &str| format!("CAST(CAST({v} AS bigint) AS decimal(38,0))");
+            let exact = format!(
+                "({} * CAST('{p84}' AS decimal(38,0)) + {} * CAST('{p42}' AS decimal(38,0)) + {}) * CAST(sign({scaled}) AS decimal(38,0))",
+                piece(&hi),
+                piece(&mid),
+                piece(&lo)
+            );
             let unit = if scale == 0 {
                 "CAST('1' AS decimal(1,0))".to_string()
             } else {
@@ -306,8 +334,8 @@ fn cast(e: &Typed, to: ColumnType, strict: bool, guard: Option<&str>) -> String 
                 typed_null(to)
             };
             format!(
-                "CASE WHEN {x} IS NULL THEN {null} WHEN abs({scaled}) < CAST('1e{precision}' AS double) \
-                 THEN CAST(CAST({scaled} AS decimal(38,0)) * {unit} AS {ty}) ELSE {fail} END",
+                "CASE WHEN {x} IS NULL THEN {null} WHEN {whole} < CAST('1e{precision}' AS double) \
+                 THEN CAST({exact} * {unit} AS {ty}) ELSE {fail} END",
                 null = typed_null(to),
                 ty = type_name(to),
             )
@@ -510,12 +538,16 @@ mod tests {
     }
 
     #[test]
-    fn like_patterns_escape_what_the_plan_means_literally() {
-        assert_eq!(like_pattern("a\\b%", None), "a\\\\b%");
-        assert_eq!(like_pattern("a!_c%", Some('!')), "a\\_c%");
-        assert_eq!(like_pattern("50!%", Some('!')), "50\\%");
+    fn like_patterns_are_regexes_of_code_points() {
+        assert_eq!(like_regex("a\\b%", None), "^(?s)a\\\\b.*$");
+        assert_eq!(like_regex("a!_c_", Some('!')), "^(?s)a\\_c.$");
+        assert_eq!(like_regex("50!%", Some('!')), "^(?s)50\\%$");
+        assert_eq!(like_regex("é.", None), "^(?s)é\\.$");
         let ilike = sql("s ILIKE 'İ%'");
-        assert!(ilike.starts_with("(etl_lower(`s`) LIKE 'i%')"), "{ilike}");
+        assert!(
+            ilike.starts_with("regexp_like(etl_lower(`s`), '^(?s)i.*$')"),
+            "{ilike}"
+        );
     }
 
     #[test]
