@@ -12,7 +12,6 @@ import gzip
 import json
 from dataclasses import dataclass, field
 
-_WS = b" \t\r\n"
 
 
 class InputError(Exception):

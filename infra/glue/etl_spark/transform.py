@@ -50,7 +50,8 @@ def session(plan: dict, master: str = "local[1]") -> SparkSession:
     builder = SparkSession.builder.master(master).appName("etl-spark")
     for k, v in plan["spark_conf"].items():
         builder = builder.config(k, v)
-    spark = builder.config("spark.ui.enabled", "false").getOrCreate()
+    spark = builder.config("spark.ui.enabled", "false") \
+        .config("spark.ui.showConsoleProgress", "false").getOrCreate()
     return configure(spark, plan)
 
 
