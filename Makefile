@@ -99,6 +99,19 @@ demo-cli: etl ## No AWS at all: the local runner on the sample file into build/d
 	$(ETL) run --spec $(SPEC) --input infra/samples/customers.csv --output $(BUILD_DIR)/demo
 	@echo; echo "Parquet files:"; find $(BUILD_DIR)/demo/customers -name '*.parquet' | sort
 
+.PHONY: spark-run
+spark-run: etl ## The Spark runner on a local file, same layout as etl run: make spark-run SPEC=... INPUT=... OUTPUT=...
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make spark-run SPEC=<spec> INPUT=<file> OUTPUT=<dir>"; exit 2; }
+	mkdir -p $(BUILD_DIR)
+	$(ETL) plan --spec $(SPEC) --target spark > $(BUILD_DIR)/spark-plan.json
+	venv="$$(tests/venv.sh tests/spark/requirements.lock spark)" && \
+		PYTHONPATH=$(CURDIR)/infra/glue "$$venv/bin/python" -m etl_spark.local \
+		--plan $(BUILD_DIR)/spark-plan.json --input $(INPUT) --output $(OUTPUT)
+
+.PHONY: test-spark
+test-spark: etl ## The Spark runner against the engine on every spec (tests/spark)
+	tests/spark/run.sh
+
 .PHONY: sample-data
 sample-data: etl ## Generate a dirty customers CSV: make sample-data ROWS=1000000
 	mkdir -p $(BUILD_DIR)/data

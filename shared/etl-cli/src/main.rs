@@ -25,6 +25,14 @@ enum Command {
         #[arg(long)]
         spec: PathBuf,
     },
+    /// Check a spec and print the plan another engine runs, as JSON (`--target spark`: the
+    /// Spark runner's plan, expressions as Spark SQL text).
+    Plan {
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(long, value_enum, default_value_t = run::Target::Spark)]
+        target: run::Target,
+    },
     /// Infer a schema from an input file and print a starter spec.
     Schema {
         #[arg(long)]
@@ -55,6 +63,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Validate { spec } => run::validate(&spec),
+        Command::Plan { spec, target } => run::plan(&spec, target),
         Command::Schema {
             input,
             name,

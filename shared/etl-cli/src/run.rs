@@ -93,6 +93,34 @@ pub fn validate(spec_path: &Path) -> u8 {
     }
 }
 
+/// Engines `etl plan` compiles for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Target {
+    Spark,
+}
+
+/// Prints the plan of a spec for `target`. The spec is checked as `etl validate` checks it
+/// (reference tables included), then by the target's back end.
+pub fn plan(spec_path: &Path, target: Target) -> u8 {
+    let pipeline = match compile(spec_path) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let plan = match target {
+        Target::Spark => etl_core::spark_plan(pipeline.spec()),
+    };
+    match plan {
+        Ok(p) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&p).expect("JSON values serialize")
+            );
+            exit::OK
+        }
+        Err(e) => fail(&EtlError::from(e)),
+    }
+}
+
 pub fn schema(input: &Path, name: Option<&str>, sample_rows: usize) -> u8 {
     let file = match File::open(input) {
         Ok(f) => f,

@@ -185,6 +185,41 @@ fn bad_spec_exits_3_naming_file_line_and_field() {
 }
 
 #[test]
+fn plan_prints_the_spark_plan_and_refuses_what_spark_cannot_run() {
+    let out = etl(&["plan", "--spec", &customers_spec(), "--target", "spark"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let spec = etl_core::PipelineSpec::from_file(Path::new(&customers_spec())).unwrap();
+    assert_eq!(plan["dataset"], spec.name.as_str());
+    assert_eq!(plan["steps"].as_array().unwrap().len(), spec.steps.len());
+    assert_eq!(plan["schema"].as_array().unwrap().len(), spec.schema.len());
+    // A join validates for the Lambda engine; the Spark plan refuses it, naming the step.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ref.csv"), "code,label\nUS,United States\n").unwrap();
+    let joined = dir.path().join("joined.yaml");
+    std::fs::write(
+        &joined,
+        "name: j\nsource: {prefix: raw/j/}\nschema:\n  - {name: country, type: string}\n\
+         steps:\n  - join: {path: ref.csv, on: country, reference_on: code}\n",
+    )
+    .unwrap();
+    let joined = joined.to_str().unwrap();
+    assert_eq!(etl(&["validate", "--spec", joined]).status.code(), Some(0));
+    let out = etl(&["plan", "--spec", joined, "--target", "spark"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("joined.yaml line 6 (steps[0].join)"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn unreadable_input_exits_4_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("broken.json");

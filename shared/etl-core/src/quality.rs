@@ -336,7 +336,7 @@ fn row_predicate(r: &RuleSpec) -> Option<Expr> {
     }
 }
 
-fn describe(r: &RuleSpec) -> String {
+pub(crate) fn describe(r: &RuleSpec) -> String {
     let c = r.column.as_deref().unwrap_or("");
     let with_threshold = |s: String| match r.threshold {
         Some(t) => format!("{s} with threshold >= {t}"),

@@ -16,6 +16,7 @@ pub(crate) mod kernels;
 mod lower;
 pub(crate) mod parse;
 pub(crate) mod plan;
+pub(crate) mod spark;
 
 use polars::prelude::Expr;
 

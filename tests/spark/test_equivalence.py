@@ -1,0 +1,188 @@
+"""One spec, two engines: every spec in infra/pipelines/ and the semantics suite's spec
+cases (tests/semantics/spec_helpers.py, joins left out: the Spark runner refuses them) run
+through `etl run` and through the Spark runner (infra/glue/etl_spark) on the same generated
+dirty inputs. The data rows of every partition (all columns), the quarantine rows of every
+reject code and the manifests' counts and quality results must be the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import gzip
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import spec_helpers as sh
+from engine import etl_binary
+from etl_spark import local, reader, transform
+
+REPO = Path(__file__).resolve().parents[2]
+WORK = REPO / "build" / "spark-equivalence"
+ROWS = 200
+
+
+def _no_joins(case: sh.Case) -> sh.Case:
+    return dataclasses.replace(case, steps=[s for s in case.steps if s[0] != "join"],
+                               references={})
+
+
+def _pipeline(spec: str, fmt: str):
+    """A spec of infra/pipelines on a file `etl generate` writes."""
+    def make(d: Path) -> tuple[Path, Path]:
+        src = REPO / "infra" / "pipelines" / spec
+        plain = d / f"in.{fmt.removesuffix('.gz')}"
+        subprocess.run([str(etl_binary()), "generate", "--rows", str(ROWS), "--output",
+                        str(plain), "--format", fmt.removesuffix(".gz"), "--seed", "7"],
+                       check=True, capture_output=True)
+        if fmt.endswith(".gz"):
+            gz = d / f"{plain.name}.gz"
+            gz.write_bytes(gzip.compress(plain.read_bytes(), mtime=0))
+            plain.unlink()
+            plain = gz
+        return src, plain
+    return make
+
+
+def _case(case: sh.Case, fmt: str):
+    def make(d: Path) -> tuple[Path, Path]:
+        spec = d / "spec.yaml"
+        spec.write_text(sh.spec_yaml(case), encoding="utf-8")
+        name, writer, _ = sh.FORMATS[fmt]
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+        text = writer(case, sh.generate(case, sh.SEED + len(case.name), ROWS, now), sh.SEED)
+        path = d / name
+        if fmt.endswith(".gz"):
+            path.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
+        else:
+            path.write_text(text, encoding="utf-8")
+        return spec, path
+    return make
+
+
+RUNS = {
+    "customers/csv": _pipeline("customers.yaml", "csv"),
+    "customers/csv.gz": _pipeline("customers.yaml", "csv.gz"),
+    "api_customers/ndjson": _pipeline("api-customers.yaml", "ndjson"),
+    **{f"orders/{f}": _case(_no_joins(sh.ORDERS), f) for f in ("csv", "ndjson", "json", "csv.gz")},
+    **{f"events/{f}": _case(sh.EVENTS, f) for f in ("csv", "ndjson", "tsv")},
+    "exprs/csv": _case(_no_joins(sh.EXPRS), "csv"),
+    "literals/csv": _case(sh.LITERALS, "csv"),
+}
+
+
+def _rows(con, path: Path, columns: list[str]) -> list[tuple]:
+    _, rows = sh.read_parquet_rows(con, path, columns)
+    return sorted((tuple(_norm(v) for v in r) for r in rows), key=repr)
+
+
+def _norm(v):
+    # NaN is not equal to itself; its text is.
+    if isinstance(v, float) and math.isnan(v):
+        return "nan"
+    return v
+
+
+def _comparable(row: tuple) -> tuple:
+    """A quarantine row with the reasons README lists as worded differently by the two
+    engines cut to what they share: a JSON parser's message (serde_json's or Python's) and
+    a non-text value in a cast step's message (polars prints `1.0000e300`)."""
+    code, reason = row[-3], row[-2]
+    if code == "malformed_record" and reason and reason.startswith("invalid JSON at column"):
+        reason = "invalid JSON"
+    elif code.startswith("invalid_cast:") and reason \
+            and " cannot be cast to " in reason:
+        reason = reason.split(":", 1)[0] + ": <value>" + reason.split(" cannot be cast to ", 1)[1]
+    return (*row[:-2], reason, row[-1])
+
+
+def _tree(root: Path) -> dict[str, Path]:
+    return {str(p.relative_to(root)): p for p in sorted(root.rglob("*.parquet"))}
+
+
+def _processed_at(con, out: Path, dataset: str, plan: dict) -> dt.datetime | None:
+    steps = [s for s in plan["steps"] if s["kind"] == "processed_at"]
+    files = sorted((out / dataset).rglob("*.parquet"))
+    if not steps or not files:
+        return None
+    col = sh.ident(steps[0]["column"])
+    (v,) = con.execute(f"SELECT DISTINCT epoch_us({col}) FROM read_parquet('{files[0]}', "
+                       "hive_partitioning = false)").fetchone()
+    return dt.datetime.fromtimestamp(v / 1e6, dt.timezone.utc)
+
+
+@pytest.mark.parametrize("label", list(RUNS))
+def test_both_engines_give_the_same_result(spark, label):
+    d = WORK / label.replace("/", "-")
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    spec, input_path = RUNS[label](d)
+    etl = str(etl_binary())
+    planned = subprocess.run([etl, "plan", "--spec", str(spec), "--target", "spark"],
+                             capture_output=True, text=True)
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    out_r, out_s = d / "engine", d / "spark"
+    engine = subprocess.run([etl, "run", "--spec", str(spec), "--input", str(input_path),
+                             "--output", str(out_r), "--json"], capture_output=True, text=True)
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")
+    dataset = plan["dataset"]
+    now = _processed_at(con, out_r, dataset, plan)
+    transform.configure(spark, plan)
+    try:
+        manifest_s = local.run(spark, plan, str(input_path), str(out_s), now=now)
+        spark_code, spark_error = (0 if manifest_s["status"] == "succeeded" else 5), ""
+    except (reader.InputError, transform.RecordError) as e:
+        manifest_s, spark_code, spark_error = None, 4, str(e)
+    assert engine.returncode == spark_code, f"engine: {engine.stderr} spark: {spark_error}"
+    if engine.returncode == 4:
+        return
+    manifest_r = json.loads(engine.stdout)
+    findings = []
+    if manifest_r["counts"] != manifest_s["counts"]:
+        findings.append(f"counts: engine {manifest_r['counts']} spark {manifest_s['counts']}")
+    for a, b in zip(manifest_r["quality"]["rules"], manifest_s["quality"]["rules"]):
+        keys = ("rule", "passed", "actual", "required", "evaluated_rows", "failing_rows")
+        if any(a[k] != b[k] for k in keys):
+            findings.append(f"rule: engine {[a[k] for k in keys]} spark {[b[k] for k in keys]}")
+    for k in ("score", "passed", "alert"):
+        if manifest_r["quality"][k] != manifest_s["quality"][k]:
+            findings.append(f"quality {k}: engine {manifest_r['quality'][k]} spark {manifest_s['quality'][k]}")
+    parts = set(plan["output"]["partition_by"])
+    columns = [c["name"] for c in plan["columns"] if c["name"] not in parts]
+    tree_r, tree_s = _tree(out_r / dataset), _tree(out_s / dataset)
+    if sorted(tree_r) != sorted(tree_s):
+        findings.append(f"partitions: engine only {sorted(set(tree_r) - set(tree_s))}, "
+                        f"spark only {sorted(set(tree_s) - set(tree_r))}")
+    for rel in sorted(set(tree_r) & set(tree_s)):
+        a, b = _rows(con, tree_r[rel], columns), _rows(con, tree_s[rel], columns)
+        if a != b:
+            only_a = [r for r in a if r not in b][:3]
+            only_b = [r for r in b if r not in a][:3]
+            findings.append(f"{rel}: engine only {only_a}, spark only {only_b}")
+    q = f"_quarantine/{dataset}/{input_path.name.replace('/', '_')}"
+    q_cols = [c["name"] for c in plan["schema"]] + ["_source_line", "_reject_code",
+                                                      "_reject_reason", "_raw"]
+    qr = _tree(out_r / "_quarantine" / dataset)
+    qs = _tree(out_s / "_quarantine" / dataset)
+    assert sorted(qr) == sorted(qs), f"{q}: engine {sorted(qr)} spark {sorted(qs)}"
+    for rel in qr:
+        a = sorted(map(_comparable, _rows(con, qr[rel], q_cols)), key=repr)
+        b = sorted(map(_comparable, _rows(con, qs[rel], q_cols)), key=repr)
+        by_code = {}
+        for side, rows in (("engine", a), ("spark", b)):
+            for r in rows:
+                by_code.setdefault(r[-3], {"engine": [], "spark": []})[side].append(r)
+        for code, sides in sorted(by_code.items()):
+            if sides["engine"] != sides["spark"]:
+                only_a = [r for r in sides["engine"] if r not in sides["spark"]][:2]
+                only_b = [r for r in sides["spark"] if r not in sides["engine"]][:2]
+                findings.append(f"quarantine {code}: engine only {only_a}, spark only {only_b}")
+    assert not findings, f"{label}:\n" + "\n".join(findings)
