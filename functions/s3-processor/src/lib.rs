@@ -220,7 +220,7 @@ pub async fn handler(
 /// so two objects with the same file name in different folders never collide.
 pub fn output_id(bucket: &str, key: &str) -> String {
     let name = key.rsplit('/').next().unwrap_or(key);
-    let hash = etl_aws::stable_hash(format!("{bucket}/{key}").as_bytes());
+    let hash = etl_aws::source_object_hash(bucket, key);
     format!("{}-{:016x}", etl_core::source_id(name), hash)
 }
 
