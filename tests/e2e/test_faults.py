@@ -4,6 +4,9 @@ connection reset mid-body on GetObject). Each path runs twice, fault-free then f
 on inputs that differ only in names (bucket, customer id), and the two end states must be
 the same once those names are mapped back: every row once, no duplicate, no orphan file,
 every purchase started once.
+The Kinesis and API paths make few S3 requests (a handful per run), so a 10% share may
+miss them: they run a third time with every request's first attempt failing too, so each
+of their call sites meets a fault and retries.
 
 ETL_FAULT_RATE (default 0.1) is the share of S3 requests that fail; ETL_FAULT_SEED (default
 random, printed) makes a failing run reproduce: a request's fate depends on the seed and
