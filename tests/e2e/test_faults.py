@@ -15,7 +15,6 @@ the request, not on timing.
 
 from __future__ import annotations
 
-import base64
 import csv
 import gzip
 import io
@@ -35,6 +34,7 @@ import pytest
 
 from fault_proxy import FaultProxy
 from helpers import ENDPOINT, list_keys, wait_for
+import stack as stack_tool
 from test_pipeline import SAMPLE, states_entered
 from test_workflow_listing import function_name, new_raw_bucket, run, set_checker_env
 
@@ -55,10 +55,34 @@ def source_hash(bucket: str, key: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def proxy(stack, client) -> Iterator[FaultProxy]:
-    """The proxy, with every function's S3 endpoint pointed at it for this module (rate 0
-    until a test turns faults on), and the API schedule paused so only this module's
-    ingests land."""
+def fault_stack(stack, client) -> Iterator[dict[str, str]]:
+    """A stack of this module's own, since the proxy needs the functions' environment
+    changed (LocalStack's asynchronous invokes of an updated function stopped reaching
+    their on-failure destination, which broke a later test of the shared stack). Same
+    API settings as the session's stack; its schedule is far away (the test invokes the
+    ingester with the scheduled event itself)."""
+    stage = "f" + uuid.uuid4().hex[:7]
+    name = f"etl-e2e-{stage}"
+    outputs = stack_tool.deploy(
+        name,
+        {
+            "Stage": stage,
+            "ApiParamPrefix": f"/etl-e2e/{stack['Stage']}/api",
+            "ScheduleExpression": "rate(7 days)",
+            "WorkflowScheduleExpression": "rate(7 days)",
+        },
+    )
+    outputs["StackName"] = name
+    outputs["Stage"] = stage
+    yield outputs
+    stack_tool.delete(name)
+
+
+@pytest.fixture(scope="module")
+def proxy(fault_stack, client) -> Iterator[FaultProxy]:
+    """The proxy, with every function's S3 endpoint pointed at it (rate 0 until a test
+    turns faults on)."""
+    stack = fault_stack
     print(f"\nfault proxy: seed {SEED} (ETL_FAULT_SEED={SEED} reproduces), S3 failure rate {RATE}")
     names = [
         function_name(client, stack, "S3ProcessorFunction"),
@@ -66,17 +90,11 @@ def proxy(stack, client) -> Iterator[FaultProxy]:
         stack["KinesisConsumerFunctionName"],
         stack["ApiIngesterFunctionName"],
     ]
-    events = client("events")
-    events.disable_rule(Name=stack["ApiScheduleRuleName"])
     with FaultProxy(ENDPOINT, SEED) as p:
-        old = {n: set_checker_env(client, n, {"AWS_ENDPOINT_URL_S3": p.url}) for n in names}
-        try:
-            yield p
-        finally:
-            for n in names:
-                set_checker_env(client, n, {"AWS_ENDPOINT_URL_S3": old[n].get("AWS_ENDPOINT_URL_S3")})
-            events.enable_rule(Name=stack["ApiScheduleRuleName"])
-            print(f"fault proxy: {dict(p.requests)} requests, faults injected {p.summary()}")
+        for n in names:
+            set_checker_env(client, n, {"AWS_ENDPOINT_URL_S3": p.url})
+        yield p
+        print(f"fault proxy: {dict(p.requests)} requests, faults injected {p.summary()}")
 
 
 class Phase:
@@ -192,7 +210,8 @@ def workflow_files() -> dict[str, bytes]:
     return files
 
 
-def test_workflow_under_s3_faults_ends_as_a_fault_free_run(stack, client, proxy):
+def test_workflow_under_s3_faults_ends_as_a_fault_free_run(fault_stack, client, proxy):
+    stack = fault_stack
     s3 = client("s3")
     files = workflow_files()
     results = {}
@@ -262,7 +281,8 @@ def stream_outputs(client, stack: dict[str, str], customer: str, sent: list[dict
     return {"archive": lines, "sessions": sessions, "orders": orders}
 
 
-def test_kinesis_batch_under_s3_faults_ends_as_a_fault_free_run(stack, client, proxy):
+def test_kinesis_batch_under_s3_faults_ends_as_a_fault_free_run(fault_stack, client, proxy):
+    stack = fault_stack
     kinesis = client("kinesis")
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results = {}
@@ -317,7 +337,8 @@ def test_kinesis_batch_under_s3_faults_ends_as_a_fault_free_run(stack, client, p
             )
 
 
-def test_scheduled_api_ingest_under_s3_faults_ends_as_a_fault_free_run(stack, client, proxy):
+def test_scheduled_api_ingest_under_s3_faults_ends_as_a_fault_free_run(fault_stack, client, proxy):
+    stack = fault_stack
     raw = stack["RawBucketName"]
     s3, lam = client("s3"), client("lambda")
     schedule = json.loads((FIXTURES / "example-eventbridge-schedule.json").read_text())
