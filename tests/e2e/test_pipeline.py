@@ -124,7 +124,9 @@ def test_workflow_lambda_engine_succeeds_and_notifies(stack, client, topics):
     client("s3").put_object(Bucket=raw, Key="raw-data/customers/nightly/a.csv", Body=SAMPLE.read_bytes())
     client("s3").put_object(Bucket=raw, Key="raw-data/customers/nightly/b.csv", Body=SAMPLE.read_bytes())
 
-    done = run_workflow(client, stack, {"prefix": "raw-data/customers/nightly/"})
+    # The S3 trigger processes the uploads too, and the workflow skips files already
+    # processed with the same ETag (test_workflow_listing.py): reprocess, as a user would.
+    done = run_workflow(client, stack, {"prefix": "raw-data/customers/nightly/", "reprocess": True})
     assert done["status"] == "SUCCEEDED", done
     assert "ProcessFiles" in states_entered(client, done["executionArn"])
     [message] = messages_for(client, topics["NotificationTopicArn"], done["executionArn"])
@@ -138,7 +140,7 @@ def test_workflow_lambda_engine_succeeds_and_notifies(stack, client, topics):
 def test_workflow_glue_engine_polls_the_job_run_until_it_succeeds(stack, client, topics):
     client("s3").put_object(Bucket=stack["RawBucketName"], Key="raw-data/customers/glue/c.csv", Body=SAMPLE.read_bytes())
 
-    done = run_workflow(client, stack, {"engine": "glue", "prefix": "raw-data/customers/glue/"})
+    done = run_workflow(client, stack, {"engine": "glue", "prefix": "raw-data/customers/glue/", "reprocess": True})
     assert done["status"] == "SUCCEEDED", done
     entered = states_entered(client, done["executionArn"])
     assert "StartGlueJob" in entered and "CheckGlueJob" in entered
@@ -164,7 +166,9 @@ def test_workflow_failure_sends_error_and_cause_to_alerts(stack, client, topics)
 
     # A Glue job that does not exist fails the same way.
     done = run_workflow(
-        client, stack, {"engine": "glue", "glueJobName": "no-such-job", "prefix": "raw-data/customers/glue/"}
+        client,
+        stack,
+        {"engine": "glue", "glueJobName": "no-such-job", "prefix": "raw-data/customers/glue/", "reprocess": True},
     )
     assert done["status"] == "FAILED"
     [alert] = messages_for(client, topics["AlertTopicArn"], done["executionArn"])

@@ -103,6 +103,10 @@ def main() -> None:
     events = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
     path = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
     print(f"  {done['status']}: {' -> '.join(dict.fromkeys(path))}")
+    source = json.loads(done.get("output") or "{}").get("source", {})
+    # The S3 trigger already processed the sample: the workflow skips it (same ETag) unless
+    # started with {"reprocess": true}.
+    print(f"  files to process: {source.get('fileCount')}, already processed (skipped): {source.get('skippedCount')}")
 
     heading("SNS messages")
     seen = 0

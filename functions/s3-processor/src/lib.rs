@@ -243,8 +243,12 @@ pub async fn handler(
 /// exactly (publishing recognises this source's files by that name).
 pub fn output_id(bucket: &str, key: &str) -> String {
     let name = key.rsplit('/').next().unwrap_or(key);
-    let hash = etl_aws::stable_hash(format!("{bucket}/{key}").as_bytes());
-    etl_core::source_id(&format!("{}-{:016x}", etl_core::source_id(name), hash))
+    let hash = etl_aws::source_object_hash(bucket, key);
+    // The hash stays last and whole (source-data-checker finds manifests by it); the stem
+    // is cut instead. `source_id` gives ASCII only, so any cut is a character boundary.
+    let stem = etl_core::source_id(name);
+    let keep = stem.len().min(etl_core::MAX_SOURCE_ID_BYTES - 17);
+    format!("{}-{hash:016x}", &stem[..keep])
 }
 
 async fn process_object(
@@ -767,6 +771,15 @@ mod tests {
         assert!(x.len() <= 200, "{} bytes", x.len());
         assert_eq!(x, etl_core::source_id(&x), "already an id");
         assert_ne!(x, y);
+        // The bucket/key hash ends every id, long or not: source-data-checker finds a
+        // file's manifest by it.
+        let key = format!("raw/{}x.csv", "n".repeat(300));
+        let hash = etl_aws::source_object_hash("raw", &key);
+        assert!(x.ends_with(&format!("-{hash:016x}")), "{x}");
+        assert!(a.ends_with(&format!(
+            "-{:016x}",
+            etl_aws::source_object_hash("raw", "raw-data/customers/a b.csv")
+        )));
     }
 
     #[tokio::test]

@@ -4,12 +4,21 @@
 //! input's `since`, else now minus `lookbackHours`) whose key ends with one of the
 //! accepted suffixes, and answers the seed's `{dataAvailable, fileCount, files}` plus
 //! `totalBytes` and per-file details. A list too large for a Step Functions state (256 KB)
-//! is written to S3 as a JSON array of `{bucket, key}` instead, and its location is
+//! is written to S3 as a JSON array of `{bucket, key, etag}` instead, and its location is
 //! returned as `itemsLocation` for a Distributed Map ItemReader.
+//!
+//! Files s3-processor already processed are skipped (counted in `skippedCount`): a file
+//! whose manifest in `PROCESSED_BUCKET` names the same bucket, key and ETag with status
+//! `succeeded`. The manifest prefix is listed once (a page per 1000 manifests, no more
+//! than the raw listing itself costs), and only files whose manifest exists are read, a
+//! few at a time. `{"reprocess": true}` in the input turns the check off.
+
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use etl_aws::EtlError;
 use etl_aws::config::{self, ConfigError, EnvSource, ProcessEnv};
+use futures::{StreamExt, TryStreamExt};
 use lambda_runtime::LambdaEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,6 +28,8 @@ pub const DEFAULT_SUFFIXES: &[&str] =
     &[".csv", ".tsv", ".json", ".ndjson", ".jsonl", ".gz", ".zst"];
 /// Step Functions' state payload limit.
 pub const STATE_PAYLOAD_LIMIT: usize = 256 * 1024;
+/// Manifests read at once when checking which files were already processed.
+const MANIFEST_READ_CONCURRENCY: usize = 16;
 
 /// Settings from the environment; the input may override bucket, prefix, lookback and
 /// suffixes per execution.
@@ -43,6 +54,11 @@ pub struct Config {
     pub inline_limit_bytes: usize,
     /// `LIST_PAGE_SIZE`: MaxKeys per ListObjectsV2 page (default 1000, S3's maximum).
     pub page_size: i32,
+    /// `PROCESSED_BUCKET`: where s3-processor writes its run manifests. When unset, no
+    /// file is skipped as already processed.
+    pub processed_bucket: Option<String>,
+    /// `PROCESSED_MANIFEST_PREFIX` (default `manifests/`, s3-processor's `MANIFEST_PREFIX`).
+    pub processed_manifest_prefix: String,
 }
 
 impl Config {
@@ -88,6 +104,9 @@ impl Config {
                 .unwrap_or_else(|| "_manifests/source-data-checker/".into()),
             inline_limit_bytes,
             page_size,
+            processed_bucket: config::optional(env, "PROCESSED_BUCKET"),
+            processed_manifest_prefix: config::optional(env, "PROCESSED_MANIFEST_PREFIX")
+                .unwrap_or_else(|| "manifests/".into()),
         })
     }
 }
@@ -116,6 +135,8 @@ pub struct CheckInput {
     /// RFC 3339; when given, replaces the lookback (a watermark from the previous run).
     pub since: Option<String>,
     pub suffixes: Option<Vec<String>>,
+    /// Process every listed file again, even those already processed with the same ETag.
+    pub reprocess: Option<bool>,
 }
 
 /// One new object.
@@ -136,12 +157,24 @@ pub struct ItemsLocation {
     pub key: String,
 }
 
+/// One item of a large list, as the workflow's Map selects it (`bucket`, `key`, `etag`:
+/// a missing field is a `States.Runtime` error there, so `etag` is always written).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Item<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub etag: Option<&'a str>,
+}
+
 /// The task output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckOutput {
     pub data_available: bool,
+    /// Files to process (listed, minus those skipped).
     pub file_count: usize,
+    /// Listed files already processed with the same ETag, left out of `files`.
+    pub skipped_count: usize,
     pub total_bytes: i64,
     /// The cutoff used (exclusive), RFC 3339.
     pub since: String,
@@ -160,6 +193,7 @@ pub struct Plan {
     pub prefix: String,
     pub cutoff: DateTime<Utc>,
     pub suffixes: Vec<String>,
+    pub reprocess: bool,
 }
 
 /// Parses the raw event: anything malformed is an `InvalidInput` error (the runtime's own
@@ -210,6 +244,7 @@ pub fn plan(input: CheckInput, config: &Config, now: DateTime<Utc>) -> Result<Pl
         prefix: input.prefix.unwrap_or_else(|| config.prefix.clone()),
         cutoff,
         suffixes,
+        reprocess: input.reprocess.unwrap_or(false),
     })
 }
 
@@ -259,7 +294,7 @@ pub async fn handler(
         |o| accept(&plan, skip_prefix, &o.key, o.last_modified),
     )
     .await?;
-    let files: Vec<FileInfo> = listing
+    let listed: Vec<FileInfo> = listing
         .objects
         .into_iter()
         .map(|o| FileInfo {
@@ -270,10 +305,31 @@ pub async fn handler(
             etag: o.etag,
         })
         .collect();
+    let listed_count = listed.len();
+    let files = match (&config.processed_bucket, plan.reprocess) {
+        (Some(processed), false) if !listed.is_empty() => {
+            let done = already_processed(
+                clients,
+                processed,
+                &config.processed_manifest_prefix,
+                &listed,
+            )
+            .await?;
+            listed
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !done.contains(i))
+                .map(|(_, f)| f)
+                .collect()
+        }
+        _ => listed,
+    };
+    let skipped_count = listed_count - files.len();
     let total_bytes = files.iter().map(|f| f.size).sum();
     let mut output = CheckOutput {
         data_available: !files.is_empty(),
         file_count: files.len(),
+        skipped_count,
         total_bytes,
         since: rfc3339(plan.cutoff),
         files: Some(files),
@@ -303,20 +359,23 @@ pub async fn handler(
         scanned = listing.scanned,
         pages = listing.pages,
         files = output.file_count,
+        skipped = output.skipped_count,
+        reprocess = plan.reprocess,
         total_bytes = output.total_bytes,
         "source data checked"
     );
     Ok(output)
 }
 
-/// The manifest body: a JSON array of `{bucket, key}`, what a Distributed Map ItemReader
-/// (`InputType: JSON`) hands to s3-processor item by item.
+/// The manifest body: a JSON array of `{bucket, key, etag}`, what a Distributed Map
+/// ItemReader (`InputType: JSON`) hands to s3-processor item by item.
 pub fn items_json(files: &[FileInfo]) -> Result<Vec<u8>, EtlError> {
-    let items: Vec<ItemsLocation> = files
+    let items: Vec<Item<'_>> = files
         .iter()
-        .map(|f| ItemsLocation {
-            bucket: f.bucket.clone(),
-            key: f.key.clone(),
+        .map(|f| Item {
+            bucket: &f.bucket,
+            key: &f.key,
+            etag: f.etag.as_deref(),
         })
         .collect();
     serde_json::to_vec(&items).map_err(|e| EtlError::internal(format!("serializing items: {e}")))
@@ -339,6 +398,101 @@ pub fn items_key(prefix: &str, files: &[FileInfo]) -> String {
         files.len(),
         etl_aws::stable_hash(identity.as_bytes())
     )
+}
+
+/// The source hash in an s3-processor manifest key (`.../<stem>-<16 hex digits>.json`).
+pub fn manifest_source_hash(manifest_key: &str) -> Option<u64> {
+    let name = manifest_key.rsplit('/').next()?.strip_suffix(".json")?;
+    let (_, hex) = name.rsplit_once('-')?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// Whether a manifest records a successful run of exactly this object version. A run
+/// whose quality gate failed published nothing, so it is not skipped: it runs (and fails,
+/// and alerts) again until the file is replaced.
+pub fn manifest_covers(manifest: &Value, file: &FileInfo) -> bool {
+    let unquote = |e: &str| e.trim_matches('"').to_string();
+    let Some(etag) = file.etag.as_deref().map(unquote) else {
+        return false;
+    };
+    let source = &manifest["source"];
+    source["name"].as_str() == Some(format!("s3://{}/{}", file.bucket, file.key).as_str())
+        && source["etag"].as_str().map(unquote) == Some(etag)
+        && manifest["status"].as_str() == Some("succeeded")
+}
+
+/// The indexes of `files` that s3-processor already processed with the same ETag.
+async fn already_processed(
+    clients: &Clients,
+    bucket: &str,
+    prefix: &str,
+    files: &[FileInfo],
+) -> Result<HashSet<usize>, EtlError> {
+    let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, f) in files.iter().enumerate() {
+        by_hash
+            .entry(etl_aws::source_object_hash(&f.bucket, &f.key))
+            .or_default()
+            .push(i);
+    }
+    // Only manifests of listed files are kept (and read).
+    let manifests = etl_aws::s3::list_objects(&clients.s3, bucket, prefix, None, |o| {
+        manifest_source_hash(&o.key).is_some_and(|h| by_hash.contains_key(&h))
+    })
+    .await?;
+    let checks: Vec<(String, usize)> = manifests
+        .objects
+        .into_iter()
+        .flat_map(|m| {
+            let hash = manifest_source_hash(&m.key).unwrap_or_default();
+            let indexes = by_hash.get(&hash).cloned().unwrap_or_default();
+            indexes.into_iter().map(move |i| (m.key.clone(), i))
+        })
+        .collect();
+    let read = checks.len();
+    let done: HashSet<usize> = futures::stream::iter(checks)
+        .map(|(key, i)| async move {
+            let covered = read_manifest(clients, bucket, &key)
+                .await?
+                .is_some_and(|m| manifest_covers(&m, &files[i]));
+            Ok::<_, EtlError>(covered.then_some(i))
+        })
+        .buffer_unordered(MANIFEST_READ_CONCURRENCY)
+        .try_filter_map(|i| async move { Ok(i) })
+        .try_collect()
+        .await?;
+    tracing::info!(
+        manifests_scanned = manifests.scanned,
+        manifests_read = read,
+        already_processed = done.len(),
+        "checked for processed files"
+    );
+    Ok(done)
+}
+
+/// A manifest's JSON; `None` when it vanished since the listing or does not parse (then
+/// the file is processed, which rewrites it).
+async fn read_manifest(
+    clients: &Clients,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Value>, EtlError> {
+    let object = match etl_aws::s3::get_object(&clients.s3, bucket, key).await {
+        Ok(o) => o,
+        Err(e) if e.kind() == etl_aws::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // A body cut off mid-read is the network's fault: retried by the workflow.
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .map_err(|e| EtlError::transient(format!("reading s3://{bucket}/{key}: {e}")))?
+        .into_bytes();
+    Ok(serde_json::from_slice(&bytes).ok())
 }
 
 async fn write_items(
@@ -490,6 +644,7 @@ mod tests {
         let out = CheckOutput {
             data_available: true,
             file_count: 1,
+            skipped_count: 2,
             total_bytes: 10,
             since: "2024-05-01T11:00:00Z".into(),
             files: Some(files.clone()),
@@ -498,7 +653,7 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&out).unwrap(),
             json!({
-                "dataAvailable": true, "fileCount": 1, "totalBytes": 10,
+                "dataAvailable": true, "fileCount": 1, "skippedCount": 2, "totalBytes": 10,
                 "since": "2024-05-01T11:00:00Z",
                 "files": [{"bucket": "b", "key": "raw-data/a.csv", "size": 10,
                            "lastModified": "2024-05-01T11:30:00Z", "etag": "e1"}]
@@ -506,7 +661,14 @@ mod tests {
         );
         assert_eq!(
             serde_json::from_slice::<Value>(&items_json(&files).unwrap()).unwrap(),
-            json!([{"bucket": "b", "key": "raw-data/a.csv"}])
+            json!([{"bucket": "b", "key": "raw-data/a.csv", "etag": "e1"}])
+        );
+        // Without an ETag the field is still there, as the Map's ItemSelector needs.
+        let mut no_etag = files.clone();
+        no_etag[0].etag = None;
+        assert_eq!(
+            serde_json::from_slice::<Value>(&items_json(&no_etag).unwrap()).unwrap(),
+            json!([{"bucket": "b", "key": "raw-data/a.csv", "etag": null}])
         );
         let k1 = items_key("m/", &files);
         assert!(k1.starts_with("m/1-") && k1.ends_with(".json"), "{k1}");
@@ -514,5 +676,90 @@ mod tests {
         let mut changed = files.clone();
         changed[0].etag = Some("e2".into());
         assert_ne!(k1, items_key("m/", &changed));
+    }
+
+    #[test]
+    fn manifest_keys_carry_the_source_hash() {
+        let h = etl_aws::source_object_hash("raw", "raw-data/customers/a.csv");
+        let key = format!("manifests/customers/a.csv-{h:016x}.json");
+        assert_eq!(manifest_source_hash(&key), Some(h));
+        // Stems may hold dashes themselves; the hash is the last one.
+        let key = format!("manifests/customers/a-b-c.csv-{h:016x}.json");
+        assert_eq!(manifest_source_hash(&key), Some(h));
+        for other in [
+            format!("manifests/customers/a.csv-{h:016x}.intent.json"),
+            format!(
+                "manifests/customers/a.csv-{}.json",
+                &format!("{h:016x}")[1..]
+            ),
+            "manifests/customers/a.csv-zzzzzzzzzzzzzzzz.json".to_string(),
+            "manifests/customers/a.json".to_string(),
+            format!("manifests/customers/a.csv-{h:016x}.parquet"),
+        ] {
+            assert_eq!(manifest_source_hash(&other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_covers_only_the_same_version_processed_successfully() {
+        let file = FileInfo {
+            bucket: "raw".into(),
+            key: "raw-data/customers/a.csv".into(),
+            size: 1,
+            last_modified: None,
+            etag: Some("abc".into()),
+        };
+        let manifest = |name: &str, etag: Value, status: &str| json!({"source": {"name": name, "etag": etag}, "status": status});
+        let name = "s3://raw/raw-data/customers/a.csv";
+        assert!(manifest_covers(
+            &manifest(name, json!("abc"), "succeeded"),
+            &file
+        ));
+        // S3 quotes ETags in some APIs; the comparison does not care.
+        assert!(manifest_covers(
+            &manifest(name, json!("\"abc\""), "succeeded"),
+            &file
+        ));
+        assert!(!manifest_covers(
+            &manifest(name, json!("abd"), "succeeded"),
+            &file
+        ));
+        assert!(!manifest_covers(
+            &manifest(name, Value::Null, "succeeded"),
+            &file
+        ));
+        assert!(!manifest_covers(
+            &manifest(name, json!("abc"), "quality_failed"),
+            &file
+        ));
+        assert!(!manifest_covers(
+            &manifest(
+                "s3://other/raw-data/customers/a.csv",
+                json!("abc"),
+                "succeeded"
+            ),
+            &file
+        ));
+        assert!(!manifest_covers(&json!({"outputs": []}), &file));
+        let unknown = FileInfo { etag: None, ..file };
+        assert!(!manifest_covers(
+            &manifest(name, json!("abc"), "succeeded"),
+            &unknown
+        ));
+    }
+
+    #[test]
+    fn reprocess_is_read_from_the_input() {
+        let input = parse_input(json!({"reprocess": true})).unwrap();
+        assert!(plan(input, &config(), now()).unwrap().reprocess);
+        assert!(
+            !plan(CheckInput::default(), &config(), now())
+                .unwrap()
+                .reprocess
+        );
+        let c = Config::from_source(&[("PROCESSED_BUCKET", "lake")]).unwrap();
+        assert_eq!(c.processed_bucket.as_deref(), Some("lake"));
+        assert_eq!(c.processed_manifest_prefix, "manifests/");
+        assert_eq!(config().processed_bucket, None);
     }
 }

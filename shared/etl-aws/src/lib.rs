@@ -41,6 +41,13 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
     hash
 }
 
+/// The hash that ties a source object to what s3-processor derives from it (output file
+/// names, its manifest key `<prefix><dataset>/<stem>-<hash as 16 hex digits>.json`).
+/// Shared so source-data-checker finds a source's manifest without knowing its dataset.
+pub fn source_object_hash(bucket: &str, key: &str) -> u64 {
+    stable_hash(format!("{bucket}/{key}").as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -212,10 +212,19 @@ async fn large_lists_go_to_s3() {
         .unwrap()
         .into_bytes();
     let items: Vec<Value> = serde_json::from_slice(&body).unwrap();
-    let expected: Vec<Value> = wanted
+    // Each item carries its ETag as S3 lists it: the workflow's Map selects all three.
+    let listing = etl_aws::s3::list_objects(&clients.s3, &bucket, "raw-data/big/", None, |_| true)
+        .await
+        .unwrap();
+    let expected: Vec<Value> = listing
+        .objects
         .iter()
-        .map(|k| json!({"bucket": bucket, "key": k}))
+        .map(|o| json!({"bucket": bucket, "key": o.key, "etag": o.etag.as_deref().unwrap()}))
         .collect();
+    assert_eq!(
+        listing.objects.iter().map(|o| &o.key).collect::<Vec<_>>(),
+        wanted.iter().collect::<Vec<_>>()
+    );
     assert_eq!(items, expected);
 
     // The items file sits under the listed prefix here, yet is never reported as data,
@@ -238,4 +247,116 @@ async fn missing_bucket_is_not_found() {
     .unwrap_err();
     assert_eq!(err.error_type(), "NotFound", "{err}");
     assert!(err.to_string().contains("sdc-no-such-bucket-xyz"), "{err}");
+}
+
+/// Writes a run manifest where s3-processor would (`<dataset>/<stem>-<source hash>.json`)
+/// recording `etag` and `status` for `s3://bucket/key`.
+async fn put_run_manifest(
+    clients: &Clients,
+    lake: &str,
+    bucket: &str,
+    key: &str,
+    etag: &str,
+    status: &str,
+) {
+    let hash = etl_aws::source_object_hash(bucket, key);
+    let stem = key.rsplit('/').next().unwrap();
+    let body = json!({
+        "dataset": "customers",
+        "source": {"name": format!("s3://{bucket}/{key}"), "etag": etag},
+        "status": status,
+    });
+    clients
+        .s3
+        .put_object()
+        .bucket(lake)
+        .key(format!("manifests/customers/{stem}-{hash:016x}.json"))
+        .body(serde_json::to_vec(&body).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn files_processed_with_the_same_etag_are_skipped_unless_reprocessing() {
+    let (clients, bucket) = setup("sdc-skip").await;
+    let lake = new_bucket(&clients.s3, "sdc-skip-lake").await;
+    let names: Vec<String> = ["same", "changed", "failed", "new"]
+        .iter()
+        .map(|n| format!("raw-data/customers/{n}.csv"))
+        .collect();
+    put_many(&clients.s3, &bucket, &names, 4).await;
+    let listing = etl_aws::s3::list_objects(&clients.s3, &bucket, "raw-data/", None, |_| true)
+        .await
+        .unwrap();
+    let etag = |key: &str| {
+        listing
+            .objects
+            .iter()
+            .find(|o| o.key == key)
+            .and_then(|o| o.etag.clone())
+            .unwrap()
+    };
+    put_run_manifest(
+        &clients,
+        &lake,
+        &bucket,
+        &names[0],
+        &etag(&names[0]),
+        "succeeded",
+    )
+    .await;
+    put_run_manifest(
+        &clients,
+        &lake,
+        &bucket,
+        &names[1],
+        "an-older-etag",
+        "succeeded",
+    )
+    .await;
+    put_run_manifest(
+        &clients,
+        &lake,
+        &bucket,
+        &names[2],
+        &etag(&names[2]),
+        "quality_failed",
+    )
+    .await;
+    // The same file name in another bucket has a manifest of its own, not this one's.
+    put_run_manifest(
+        &clients,
+        &lake,
+        "elsewhere",
+        &names[3],
+        &etag(&names[3]),
+        "succeeded",
+    )
+    .await;
+
+    let config = Config::from_source(&[
+        ("RAW_BUCKET", bucket.as_str()),
+        ("PROCESSED_BUCKET", lake.as_str()),
+    ])
+    .unwrap();
+    let out = check(&clients, &config, json!({})).await;
+    assert_eq!(out.skipped_count, 1);
+    assert_eq!(out.file_count, 3);
+    assert_eq!(keys(&out), names[1..].iter().cloned().collect());
+    let size =
+        |keys: &[String]| -> i64 { keys.iter().map(|k| format!("id\n{k}\n").len() as i64).sum() };
+    assert_eq!(out.total_bytes, size(&names[1..]));
+
+    let out = check(&clients, &config, json!({"reprocess": true})).await;
+    assert_eq!((out.skipped_count, out.file_count), (0, 4));
+    assert_eq!(keys(&out), names.iter().cloned().collect());
+
+    // Everything processed: no data, and the count says why.
+    for key in &names {
+        put_run_manifest(&clients, &lake, &bucket, key, &etag(key), "succeeded").await;
+    }
+    let out = check(&clients, &config, json!({})).await;
+    assert!(!out.data_available);
+    assert_eq!((out.skipped_count, out.file_count), (4, 0));
 }
