@@ -233,11 +233,8 @@ pub async fn replay_failed_orders(
         summary.objects += 1;
         let body = etl_aws::s3::get_object(&clients.s3, bucket, &object.key)
             .await?
-            .body
-            .collect()
-            .await
-            .map_err(|e| EtlError::transient(format!("reading s3://{bucket}/{}: {e}", object.key)))?
-            .into_bytes();
+            .bytes()
+            .await?;
         let mut orders = Vec::new();
         for (n, line) in body.split(|b| *b == b'\n').enumerate() {
             if line.trim_ascii().is_empty() {

@@ -542,19 +542,15 @@ impl ReferenceLoader for S3References {
             })?;
             // Called from the blocking engine thread, so blocking on the runtime is safe.
             return self.runtime.block_on(async {
-                let o = etl_aws::s3::get_object(&self.s3, bucket, key)
-                    .await
-                    .map_err(|e| io(format!("reading reference {path}"), e))?;
-                o.body
-                    .collect()
-                    .await
-                    .map(|b| b.into_bytes().to_vec())
-                    .map_err(|e| {
-                        io(
-                            format!("reading reference {path}"),
-                            EtlError::transient(e.to_string()),
-                        )
-                    })
+                let read = async {
+                    etl_aws::s3::get_object(&self.s3, bucket, key)
+                        .await?
+                        .bytes()
+                        .await
+                };
+                read.await
+                    .map(|b| b.to_vec())
+                    .map_err(|e| io(format!("reading reference {path}"), e))
             });
         }
         let base = self.base.clone().unwrap_or_default();

@@ -424,12 +424,7 @@ async fn read_json(s3: &aws_sdk_s3::Client, target: &Target) -> Result<Option<Va
         Err(e) if e.kind() == etl_aws::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let bytes = object
-        .body
-        .collect()
-        .await
-        .map_err(|e| EtlError::transient(format!("reading {target}: {e}")))?
-        .into_bytes();
+    let bytes = object.bytes().await?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(v) if v.is_object() => Ok(Some(v)),
         Ok(_) => Err(corrupt(target, "record", "not a JSON object")),

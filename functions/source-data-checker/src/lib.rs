@@ -485,13 +485,8 @@ async fn read_manifest(
         Err(e) if e.kind() == etl_aws::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    // A body cut off mid-read is the network's fault: retried by the workflow.
-    let bytes = object
-        .body
-        .collect()
-        .await
-        .map_err(|e| EtlError::transient(format!("reading s3://{bucket}/{key}: {e}")))?
-        .into_bytes();
+    // A body cut off mid-read is transient: retried by the workflow.
+    let bytes = object.bytes().await?;
     Ok(serde_json::from_slice(&bytes).ok())
 }
 

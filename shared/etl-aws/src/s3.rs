@@ -39,6 +39,17 @@ impl S3Object {
     pub fn into_reader(self) -> impl AsyncBufRead + Send + Unpin {
         self.body.into_async_read()
     }
+
+    /// The whole body, for small objects (manifests, records, references). A body cut off
+    /// mid-read is the network's fault: [`ErrorKind::Transient`].
+    pub async fn bytes(self) -> Result<bytes::Bytes, EtlError> {
+        let (bucket, key) = (self.bucket, self.key);
+        self.body
+            .collect()
+            .await
+            .map(|b| b.into_bytes())
+            .map_err(|e| EtlError::transient(format!("reading s3://{bucket}/{key}: {e}")))
+    }
 }
 
 /// Opens `s3://bucket/key` for streaming. A missing object is [`ErrorKind::NotFound`].
