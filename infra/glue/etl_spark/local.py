@@ -21,6 +21,7 @@ import tempfile
 import time
 
 from . import reader, transform
+from .source import LocalFile
 
 FAILURE, BAD_SPEC, BAD_INPUT, QUALITY_FAILED = 1, 3, 4, 5
 
@@ -62,16 +63,16 @@ def _write_parquet(df, target_dir: str, partition_by: list[str], compression: st
     return outputs
 
 
-def run(spark, plan: dict, input_path: str, output: str, now: dt.datetime | None = None) -> dict:
-    """Runs one input; returns the manifest (also written). Raises reader.InputError or
-    transform.RecordError for bad input."""
+def run(spark, plan: dict, input_path, output: str, now: dt.datetime | None = None) -> dict:
+    """Runs one input (a local path or a `source` object); returns the manifest (also
+    written). Raises reader.InputError or transform.RecordError for bad input."""
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.monotonic()
     now = now or started
     now_us = int(now.timestamp() * 1_000_000)
-    with open(input_path, "rb") as f:
-        data = f.read()
-    source = reader.read(data, input_path, plan)
+    src = LocalFile(input_path) if isinstance(input_path, str) else input_path
+    input_path = src.name
+    source = reader.read(src.read_all(), input_path, plan)
     try:
         return _run(spark, plan, source, input_path, output, now_us, started, clock)
     except (reader.InputError, transform.RecordError):
