@@ -200,10 +200,14 @@ def _execute(run, launch: dict) -> None:
         if run.stop_requested:
             run.set_state("STOPPED")
             return
-        with stdout.open("wb") as out, stderr.open("wb") as err:
-            proc = subprocess.Popen(
-                argv, cwd=work_dir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
-            )
+        try:
+            with stdout.open("wb") as out, stderr.open("wb") as err:
+                proc = subprocess.Popen(
+                    argv, cwd=work_dir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+                )
+        except OSError as e:  # e.g. ETL_GLUE_PYTHON names no executable
+            run.set_state("FAILED", _bounded(f"could not start {argv[0]}: {e}"))
+            return
         run.process = proc
         with _PROCESSES_LOCK:
             _PROCESSES.add(proc)
