@@ -138,6 +138,9 @@ cmd_up() {
     venv="$(venv_dir)"
     glue_python="$(find_glue_python)"
     mkdir -p "$BUILD_DIR/tmp"
+    # Glue state is in memory (PERSISTENCE=0): the previous instance's run dirs name runs that
+    # no longer exist.
+    rm -rf "$BUILD_DIR/glue-runs"
     prepare_fs_root
     rm -f "$PID_FILE"
     log "starting LocalStack 4.14 (host mode) at $ENDPOINT; log: $LOG_FILE"
