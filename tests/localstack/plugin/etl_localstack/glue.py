@@ -345,7 +345,7 @@ def _script_error(stderr: Path, code: int) -> str:
     else:
         message = lines[-1] if lines else ""
     if not message:
-        message = f"the job script exited with code {code} and wrote nothing to stderr"
+        message = f"the job script exited with code {code} and left no error on stderr"
     return _bounded(message)
 
 
