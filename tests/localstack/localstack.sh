@@ -10,7 +10,9 @@
 #
 # Settings (environment): ETL_CACHE_DIR (venvs, default ~/.cache/serverless-etl),
 # ETL_BUILD_DIR (state and logs, default <repo>/build), ETL_LOCALSTACK_PORT (4566; a second
-# instance needs its own port and build dir), ETL_LOCALSTACK_UP_TIMEOUT (s, 120).
+# instance needs its own port and build dir), ETL_LOCALSTACK_UP_TIMEOUT (s, 120),
+# ETL_GLUE_PYTHON (the Python that runs Glue job scripts; default: the Spark venv's, made by
+# tests/venv.sh from tests/spark/requirements.lock, so jobs use the pinned pyspark).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -92,6 +94,18 @@ prepare_fs_root() {
     fi
 }
 
+# The Spark venv's Python (pyspark pinned to Glue's Spark), unless ETL_GLUE_PYTHON says otherwise.
+find_glue_python() {
+    if [[ -n "${ETL_GLUE_PYTHON:-}" ]]; then
+        echo "$ETL_GLUE_PYTHON"
+        return
+    fi
+    local spark
+    spark="$(ETL_CACHE_DIR="$CACHE_DIR" "$REPO/tests/venv.sh" "$REPO/tests/spark/requirements.lock" spark)" \
+        || die "could not make the Spark venv for Glue job runs (tests/venv.sh)"
+    echo "$spark/bin/python"
+}
+
 our_pid() {
     local pid
     pid="$(cat "$PID_FILE" 2>/dev/null || true)"
@@ -120,9 +134,13 @@ cmd_up() {
         die "$HOST:$PORT is already in use by another program; free the port first"
     fi
     cmd_install
-    local venv
+    local venv glue_python
     venv="$(venv_dir)"
+    glue_python="$(find_glue_python)"
     mkdir -p "$BUILD_DIR/tmp"
+    # Glue state is in memory (PERSISTENCE=0): the previous instance's run dirs name runs that
+    # no longer exist.
+    rm -rf "$BUILD_DIR/glue-runs"
     prepare_fs_root
     rm -f "$PID_FILE"
     log "starting LocalStack 4.14 (host mode) at $ENDPOINT; log: $LOG_FILE"
@@ -143,6 +161,9 @@ cmd_up() {
         # (it would bind port 53 and forward to upstream resolvers).
         export DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 DNS_ADDRESS=0
         export PERSISTENCE=0 DEBUG="${ETL_LOCALSTACK_DEBUG:-0}"
+        # Glue job runs: the Python that runs job scripts, and where each run's script,
+        # extra-py-files and stdout/stderr go (<dir>/<job>/<run id>/).
+        export ETL_GLUE_PYTHON="$glue_python" ETL_GLUE_WORK_DIR="$BUILD_DIR/glue-runs"
         # A LocalStack of our own, whatever AWS settings the caller has.
         unset AWS_PROFILE AWS_ENDPOINT_URL
         # setsid: LocalStack leads its own process group, which holds every bootstrap it

@@ -10,7 +10,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-DEFAULT_ENDPOINT="http://127.0.0.1:4566"
+DEFAULT_ENDPOINT="http://127.0.0.1:${ETL_LOCALSTACK_PORT:-4566}"
 ENDPOINT="${ETL_LOCALSTACK_ENDPOINT:-$DEFAULT_ENDPOINT}"
 
 log() { printf 'run-tests.sh: %s\n' "$*" >&2; }
