@@ -71,7 +71,7 @@ validate: ## cfn-lint the template and state machines, sam validate --lint, chec
 	infra/tools.sh validate
 
 .PHONY: deploy-local
-deploy-local: local-up build ## Deploy infra/template.yaml into LocalStack (stack serverless-etl-local)
+deploy-local: local-up build glue-package ## Deploy infra/template.yaml into LocalStack (stack serverless-etl-local)
 	"$(LS_PYTHON)" tests/localstack/stack.py deploy --stack-name $(LOCAL_STACK) --param Stage=local
 
 .PHONY: destroy-local
@@ -79,15 +79,19 @@ destroy-local: ## Delete the LocalStack stack
 	"$(LS_PYTHON)" tests/localstack/stack.py delete --stack-name $(LOCAL_STACK)
 
 .PHONY: demo
-demo: local-up build ## LocalStack: deploy, upload the sample, run the workflow, show the results
+demo: local-up build glue-package ## LocalStack: deploy, upload the sample, run the workflow, show the results
 	"$(LS_PYTHON)" tests/localstack/demo.py
 
 .PHONY: deploy
-deploy: ## AWS: sam build + sam deploy with infra/samconfig.toml (GUIDED=1 the first time)
+deploy: glue-package ## AWS: sam build + sam deploy with infra/samconfig.toml (GUIDED=1 the first time)
 	@# SAM's rust-cargolambda build runs cargo-lambda from PATH.
 	cd infra && PATH="$$(dirname "$$("$(CURDIR)/tests/localstack/tools.sh" cargo-lambda)"):$$PATH" \
 		./tools.sh sam build
-	cd infra && ./tools.sh sam deploy --stack-name $(STACK) $(if $(GUIDED),--guided)
+	@# sam deploy does not upload the Glue job's --extra-py-files: upload.py does, and adds
+	@# GluePackageUri to samconfig's parameter overrides (not on the first, guided deploy).
+	cd infra && if [ -n "$(GUIDED)" ]; then ./tools.sh sam deploy --stack-name $(STACK) --guided; else \
+		overrides="$$(./tools.sh python glue/upload.py --stack $(STACK) --zip $(BUILD_DIR)/glue/etl_spark.zip)" && \
+		./tools.sh sam deploy --stack-name $(STACK) --parameter-overrides $$overrides; fi
 
 .PHONY: destroy
 destroy: ## AWS: delete the stack (empty its buckets first; see README)
@@ -107,6 +111,10 @@ spark-run: etl ## The Spark runner on a local file, same layout as etl run: make
 	venv="$$(tests/venv.sh tests/spark/requirements.lock spark)" && \
 		PYTHONPATH=$(CURDIR)/infra/glue "$$venv/bin/python" -m etl_spark.local \
 		--plan $(BUILD_DIR)/spark-plan.json --input $(INPUT) --output $(OUTPUT)
+
+.PHONY: glue-package
+glue-package: etl ## The Glue job's --extra-py-files: build/glue/etl_spark.zip (etl_spark + every spec's plan)
+	python3 infra/glue/package.py --etl $(ETL) --out $(BUILD_DIR)/glue/etl_spark.zip
 
 .PHONY: test-spark
 test-spark: etl ## The Spark runner against the engine on every spec (tests/spark)

@@ -6,6 +6,7 @@
 #   infra/tools.sh validate     cfn-lint on the template and on each state machine definition,
 #                               `sam validate --lint`, then checkov on the template
 #   infra/tools.sh sam ARGS...  run the pinned SAM CLI (make deploy / destroy use it)
+#   infra/tools.sh python ARGS...  python with SAM CLI's boto3 (make deploy's Glue package upload)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,5 +34,6 @@ validate() {
 case "${1:-}" in
     validate) validate ;;
     sam) shift; install; exec "$VENV/bin/sam" "$@" ;;
-    *) echo "usage: $0 {validate|sam ARGS...}" >&2; exit 2 ;;
+    python) shift; install; exec "$VENV/bin/python" "$@" ;;
+    *) echo "usage: $0 {validate|sam ARGS...|python ARGS...}" >&2; exit 2 ;;
 esac

@@ -7,6 +7,7 @@ import base64
 import gzip
 import io
 import json
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +20,8 @@ from helpers import list_keys as keys, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "infra" / "samples" / "customers.csv"
+sys.path.insert(0, str(REPO / "infra" / "glue"))
+from etl_spark.ids import output_id  # noqa: E402
 
 
 def body(client, bucket: str, key: str) -> bytes:
@@ -29,7 +32,7 @@ def parquet_rows(client, bucket: str, key: str) -> list[dict[str, Any]]:
     return pq.read_table(io.BytesIO(body(client, bucket, key))).to_pylist()
 
 
-def run_workflow(client, stack: dict[str, str], payload: dict[str, Any]) -> dict[str, Any]:
+def run_workflow(client, stack: dict[str, str], payload: dict[str, Any], timeout: float = 180) -> dict[str, Any]:
     sfn = client("stepfunctions")
     arn = sfn.start_execution(
         stateMachineArn=stack["EtlPipelineStateMachineArn"],
@@ -39,8 +42,21 @@ def run_workflow(client, stack: dict[str, str], payload: dict[str, Any]) -> dict
     return wait_for(
         "the workflow to finish",
         lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d,
-        timeout=180,
+        timeout=timeout,
     )
+
+
+def state_output(client, execution_arn: str, state: str) -> dict[str, Any]:
+    events = client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    [exited] = [e["stateExitedEventDetails"] for e in events
+                if e.get("stateExitedEventDetails", {}).get("name") == state]
+    return json.loads(exited["output"])
+
+
+def rows_without_processed_at(client, bucket: str, uri: str) -> list[str]:
+    """A data file's rows, sorted, without the run's clock (processed_at)."""
+    rows = parquet_rows(client, bucket, uri.removeprefix(f"s3://{bucket}/"))
+    return sorted(repr(sorted((k, v) for k, v in r.items() if k != "processed_at")) for r in rows)
 
 
 def states_entered(client, execution_arn: str) -> list[str]:
@@ -137,17 +153,40 @@ def test_workflow_lambda_engine_succeeds_and_notifies(stack, client, topics):
     assert any(k.split("/")[-1].startswith("b.csv-") for k in manifests)
 
 
-def test_workflow_glue_engine_polls_the_job_run_until_it_succeeds(stack, client, topics):
-    client("s3").put_object(Bucket=stack["RawBucketName"], Key="raw-data/customers/glue/c.csv", Body=SAMPLE.read_bytes())
+def test_workflow_glue_engine_runs_the_spark_job_on_the_listed_files(stack, client, topics):
+    raw, processed = stack["RawBucketName"], stack["ProcessedBucketName"]
+    key = "raw-data/customers/glue/c.csv"
+    client("s3").put_object(Bucket=raw, Key=key, Body=SAMPLE.read_bytes())
+    # The S3 trigger's Lambda run first: what the Glue engine publishes must equal it.
+    ident = output_id(raw, key)
+    manifest_key = f"manifests/customers/{ident}.json"
+    wait_for("the s3-processor manifest", lambda: manifest_key in keys(client, processed, "manifests/customers/"),
+             timeout=90)
+    by_lambda = json.loads(body(client, processed, manifest_key))
+    lambda_rows = {o["path"]: rows_without_processed_at(client, processed, o["path"]) for o in by_lambda["outputs"]}
 
-    done = run_workflow(client, stack, {"engine": "glue", "prefix": "raw-data/customers/glue/", "reprocess": True})
+    done = run_workflow(client, stack, {"engine": "glue", "prefix": "raw-data/customers/glue/", "reprocess": True},
+                        timeout=600)
     assert done["status"] == "SUCCEEDED", done
     entered = states_entered(client, done["executionArn"])
     assert "StartGlueJob" in entered and "CheckGlueJob" in entered
     [message] = messages_for(client, topics["NotificationTopicArn"], done["executionArn"])
     assert message["engine"] == "glue"
-    runs = client("glue").get_job_runs(JobName=stack["GlueJobName"])["JobRuns"]
-    assert any(r["JobRunState"] == "SUCCEEDED" for r in runs)
+    # The run this execution started ran the job, on exactly the listed file.
+    run_id = state_output(client, done["executionArn"], "StartGlueJob")["glue"]["jobRunId"]
+    run = client("glue").get_job_run(JobName=stack["GlueJobName"], RunId=run_id)["JobRun"]
+    assert run["JobRunState"] == "SUCCEEDED", run
+    assert [(i["bucket"], i["key"]) for i in json.loads(run["Arguments"]["--items"])] == [(raw, key)]
+    # Published over the Lambda's run: same keys, rows, counts; the manifest says spark.
+    by_glue = json.loads(body(client, processed, manifest_key))
+    assert by_glue.get("engine") == "spark", "the job run did not publish this file"
+    assert by_glue["counts"] == by_lambda["counts"] and by_glue["schema"] == by_lambda["schema"]
+    assert [o["path"] for o in by_glue["outputs"]] == list(lambda_rows)
+    for path, rows in lambda_rows.items():
+        assert rows_without_processed_at(client, processed, path) == rows, path
+    partitions = client("glue").get_partitions(DatabaseName=stack["GlueDatabaseName"], TableName="customers")
+    assert {tuple(p["Values"]) for p in partitions["Partitions"]} >= {
+        (o["partition"]["country"], o["partition"]["customer_segment"]) for o in by_glue["outputs"]}
 
 
 def test_workflow_failure_sends_error_and_cause_to_alerts(stack, client, topics):

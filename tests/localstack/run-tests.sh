@@ -20,6 +20,9 @@ PYTHON="$(bash "$HERE/localstack.sh" python)"
 LAMBDA_DIR="$(bash "$HERE/tools.sh" build-lambdas)"
 ZIP="$LAMBDA_DIR/probe-lambda/bootstrap.zip"
 log "Lambda zips: $LAMBDA_DIR"
+# The Glue job's package (the deployed template points the job at it): the etl binary
+# plans every spec.
+make -C "$HERE/../.." --no-print-directory glue-package >&2
 
 started_here=0
 if ! curl -fsS --max-time 2 "$ENDPOINT/_localstack/health" >/dev/null 2>&1; then

@@ -8,7 +8,8 @@
 resolves the workspace's features per function and compiles polars and the AWS SDK again for
 each; here the zips come from one `--workspace` cargo-lambda build (tests/localstack/tools.sh
 build-lambdas, in ETL_LAMBDA_DIR). The rest is what `sam package` does: upload every local
-artifact (function zips, state machine definitions, the Glue script) to the artifacts bucket
+artifact (function zips, state machine definitions, the Glue script and its --extra-py-files
+zip) to the artifacts bucket
 and point the template at them; LocalStack then runs the SAM transform itself.
 """
 
@@ -118,7 +119,34 @@ def package(template: dict[str, Any], stack: str) -> dict[str, Any]:
             if not script.startswith("s3://"):
                 key = upload(s3, stack, (base / script).resolve())
                 props["Command"]["ScriptLocation"] = f"s3://{ARTIFACTS_BUCKET}/{key}"
+            args = props.get("DefaultArguments", {})
+            if "--extra-py-files" in args:
+                args["--extra-py-files"] = _upload_local_paths(s3, stack, base, args["--extra-py-files"])
     return template
+
+
+def _upload_local_paths(s3: Any, stack: str, base: Path, value: Any) -> Any:
+    """--extra-py-files: each local path (a plain string, also a branch of an Fn::If, so a
+    parameter giving an s3:// URI still wins) uploaded and replaced by its s3:// URI."""
+    if isinstance(value, str):
+        paths = [p for p in value.split(",") if p]
+        if not paths or all(p.startswith("s3://") for p in paths):
+            return value
+        uris = []
+        for p in paths:
+            if p.startswith("s3://"):
+                uris.append(p)
+                continue
+            local = (base / p).resolve()
+            if not local.is_file():
+                raise SystemExit(f"{local} not found: build it first (make glue-package)")
+            uris.append(f"s3://{ARTIFACTS_BUCKET}/{upload(s3, stack, local)}")
+        return ",".join(uris)
+    if isinstance(value, dict) and "Fn::If" in value:
+        cond, yes, no = value["Fn::If"]
+        return {"Fn::If": [cond, _upload_local_paths(s3, stack, base, yes),
+                           _upload_local_paths(s3, stack, base, no)]}
+    return value
 
 
 def stack_status(cfn: Any, stack: str) -> str | None:

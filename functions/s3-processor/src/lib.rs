@@ -242,13 +242,8 @@ pub async fn handler(
 /// the engine's 200-byte id limit, so it names data files `<id>.parquet`
 /// exactly (publishing recognises this source's files by that name).
 pub fn output_id(bucket: &str, key: &str) -> String {
-    let name = key.rsplit('/').next().unwrap_or(key);
-    let hash = etl_aws::source_object_hash(bucket, key);
-    // The hash stays last and whole (source-data-checker finds manifests by it); the stem
-    // is cut instead. `source_id` gives ASCII only, so any cut is a character boundary.
-    let stem = etl_core::source_id(name);
-    let keep = stem.len().min(etl_core::MAX_SOURCE_ID_BYTES - 17);
-    format!("{}-{hash:016x}", &stem[..keep])
+    // In etl-core, so `etl output-id` and the Glue job's port are checked against it.
+    etl_core::object_output_id(bucket, key)
 }
 
 async fn process_object(

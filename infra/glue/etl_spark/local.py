@@ -18,9 +18,8 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 
-from . import reader, transform
+from . import reader, stage, transform, workdir
 from .source import LocalFile
 
 FAILURE, BAD_SPEC, BAD_INPUT, QUALITY_FAILED = 1, 3, 4, 5
@@ -34,110 +33,32 @@ def source_id(text: str) -> str:
     return out
 
 
-def _files(root: str):
-    for d, _, names in os.walk(root):
-        for n in names:
-            yield os.path.join(d, n)
-
-
-def _write_parquet(df, target_dir: str, partition_by: list[str], compression: str,
-                   file_name: str, scratch: str) -> list[dict]:
-    """One file named `file_name` per partition directory (Spark names its own part
-    files): written to scratch, then moved into place."""
-    tmp = os.path.join(scratch, "w")
-    writer = df.coalesce(1).write.mode("overwrite").option("compression", compression)
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.parquet(tmp)
-    outputs = []
-    for path in sorted(_files(tmp)):
-        if not path.endswith(".parquet"):
-            continue
-        rel_dir = os.path.relpath(os.path.dirname(path), tmp)
-        dest_dir = target_dir if rel_dir == "." else os.path.join(target_dir, rel_dir)
-        os.makedirs(dest_dir, exist_ok=True)
-        dest = os.path.join(dest_dir, file_name)
-        shutil.move(path, dest)
-        outputs.append({"path": dest, "bytes": os.path.getsize(dest)})
-    shutil.rmtree(tmp, ignore_errors=True)
-    return outputs
-
-
 def run(spark, plan: dict, input_path, output: str, now: dt.datetime | None = None) -> dict:
     """Runs one input (a local path or a `source` object); returns the manifest (also
     written). Raises reader.InputError or transform.RecordError for bad input."""
-    started = dt.datetime.now(dt.timezone.utc)
-    clock = time.monotonic()
-    now = now or started
-    now_us = int(now.timestamp() * 1_000_000)
     src = LocalFile(input_path) if isinstance(input_path, str) else input_path
-    input_path = src.name
-    source = reader.read(src.read_all(), input_path, plan)
-    try:
-        return _run(spark, plan, source, input_path, output, now_us, started, clock)
-    except (reader.InputError, transform.RecordError):
-        raise
-    except Exception:
-        # Steps run lazily, so a value a strict expression refuses surfaces in a later
-        # action; step by step, the run names the step and the first line that refused.
-        transform.run(spark, plan, source, input_path, now_us, checkpoint=True)
-        raise
-
-
-def _run(spark, plan, source, input_path, output, now_us, started, clock) -> dict:
-    ident = source_id(os.path.basename(input_path))
-    result = transform.run(spark, plan, source, input_path, now_us, checkpoint=False)
+    ident = source_id(os.path.basename(src.name))
     dataset = plan["dataset"]
-    out = plan["output"]
-    compression = "none" if out["compression"] == "uncompressed" else out["compression"]
     data_dir = os.path.join(output, dataset)
-    file_name = f"{ident}.parquet"
-    # A rerun replaces this source's files.
-    if os.path.isdir(data_dir):
-        for path in _files(data_dir):
-            if os.path.basename(path) == file_name:
-                os.remove(path)
-    publish = result.quality["passed"]
-    q_path = os.path.join(output, "_quarantine", dataset, file_name)
-    if os.path.exists(q_path):
-        os.remove(q_path)
-    with tempfile.TemporaryDirectory(prefix="etl-spark-") as scratch:
-        outputs = []
-        if publish and result.rows_out > 0:
-            outputs = _write_parquet(result.data, data_dir, out["partition_by"], compression,
-                                     file_name, scratch)
-        quarantine = None
-        rows = sum(result.by_code.values())
-        if rows:
-            q = _write_parquet(result.quarantine, os.path.dirname(q_path), [], compression,
-                               file_name, scratch)
-            quarantine = {"path": q_path, "rows": rows, "bytes": q[0]["bytes"]}
-    finished = dt.datetime.now(dt.timezone.utc)
-    quarantined = sum(result.by_code.values())
-    manifest = {
-        "manifest_version": 1,
-        "engine": "spark",
-        "dataset": dataset,
-        "source": {"name": input_path, "id": ident, "etag": None, "format": source.format,
-                   "bytes": source.bytes},
-        "status": "succeeded" if publish else "quality_failed",
-        "started_at": started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "finished_at": finished.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "duration_ms": int((time.monotonic() - clock) * 1000),
-        "counts": {"rows_in": result.rows_in, "rows_out": result.rows_out,
-                   "duplicates": result.duplicates, "quarantined": quarantined,
-                   "quarantined_by_reason": dict(sorted(result.by_code.items()))},
-        "outputs": outputs,
-        "output_bytes": sum(o["bytes"] for o in outputs),
-        "quarantine": quarantine,
-        "schema": [{"name": c["name"], "type": c["type"],
-                    "partition": c["name"] in out["partition_by"]} for c in plan["columns"]],
-        "input_columns": {"found": source.found, "dropped": source.dropped},
-        "quality": result.quality,
-    }
-    c = manifest["counts"]
-    if c["rows_in"] != c["rows_out"] + c["duplicates"] + c["quarantined"]:
-        raise RuntimeError(f"row accounting does not balance: {c}")
+    q_path = os.path.join(output, "_quarantine", dataset, f"{ident}.parquet")
+    with tempfile.TemporaryDirectory(prefix="etl-spark-") as tmp:
+        work = workdir.LocalWork(tmp)
+        manifest = stage.run(spark, plan, src, ident, work, now=now)
+        # A rerun replaces this source's files.
+        for root, _, names in os.walk(data_dir):
+            if f"{ident}.parquet" in names:
+                os.remove(os.path.join(root, f"{ident}.parquet"))
+        if os.path.exists(q_path):
+            os.remove(q_path)
+        for o in manifest["outputs"]:
+            dest = os.path.join(data_dir, *o["path"].split("/"))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.move(work.local_path(f"data/{o['path']}"), dest)
+            o["path"] = dest
+        if manifest["quarantine"]:
+            os.makedirs(os.path.dirname(q_path), exist_ok=True)
+            shutil.move(work.local_path(manifest["quarantine"]["path"]), q_path)
+            manifest["quarantine"]["path"] = q_path
     path = os.path.join(output, "_manifests", dataset, f"{ident}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:

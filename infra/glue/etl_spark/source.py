@@ -51,8 +51,12 @@ class S3Object:
 
     def _client(self):
         import boto3  # on executors too: boto3 is in Glue's Python and the local venv
+        from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint_url)
+        # A custom endpoint is LocalStack's, which serves buckets path-style.
+        style = {"addressing_style": "path"} if self.endpoint_url else {}
+        return boto3.client("s3", endpoint_url=self.endpoint_url,
+                            config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3=style))
 
     def _get(self, **extra) -> bytes:
         args = {"Bucket": self.bucket, "Key": self.key, **extra}

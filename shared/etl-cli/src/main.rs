@@ -44,6 +44,14 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         sample_rows: usize,
     },
+    /// Print the id s3-processor and the Glue job name an S3 object's outputs by
+    /// (`<file name id>-<FNV-1a 64 of bucket/key>`).
+    OutputId {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        key: String,
+    },
     /// Write a dirty customers CSV with defects at known rates (for demos and benchmarks).
     Generate(generate::GenerateArgs),
 }
@@ -69,6 +77,10 @@ fn main() -> ExitCode {
             name,
             sample_rows,
         } => run::schema(&input, name.as_deref(), sample_rows),
+        Command::OutputId { bucket, key } => {
+            println!("{}", etl_core::object_output_id(&bucket, &key));
+            exit::OK
+        }
         Command::Generate(args) => generate::generate(&args),
     };
     ExitCode::from(code)

@@ -32,7 +32,10 @@ pub use alloc::tune_allocator;
 pub use error::{EtlError, InputError, SpecError, find_cause};
 pub use limits::SourceFailure;
 pub use manifest::{Counts, RunManifest, RunStatus, SchemaColumn};
-pub use pipeline::{DEFAULT_BATCH_SIZE, MAX_SOURCE_ID_BYTES, Pipeline, RunOptions, source_id};
+pub use pipeline::{
+    DEFAULT_BATCH_SIZE, MAX_SOURCE_ID_BYTES, Pipeline, RunOptions, fnv1a64, object_output_id,
+    source_id,
+};
 pub use read::InputColumns;
 pub use spark::{PLAN_VERSION, spark_plan};
 pub use spec::PipelineSpec;

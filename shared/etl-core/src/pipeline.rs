@@ -72,6 +72,33 @@ pub fn source_id(text: &str) -> String {
     shorten_id(id.trim_matches('_'))
 }
 
+/// The id a source object's outputs are named by (`<id>.parquet`, `<id>.json`): its file
+/// name's [`source_id`], cut to leave room, then `-` and the FNV-1a 64 hash of
+/// `bucket/key` as 16 hex digits, so two objects with the same file name in different
+/// folders or buckets never collide. At most [`MAX_SOURCE_ID_BYTES`]. s3-processor and the
+/// Glue job (`infra/glue/etl_spark/ids.py`) both name outputs by it; `etl output-id`
+/// prints it.
+pub fn object_output_id(bucket: &str, key: &str) -> String {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let hash = fnv1a64(format!("{bucket}/{key}").as_bytes());
+    // The hash stays last and whole (source-data-checker finds manifests by it); the stem
+    // is cut instead. `source_id` gives ASCII only, so any cut is a character boundary.
+    let stem = source_id(name);
+    let keep = stem.len().min(MAX_SOURCE_ID_BYTES - 17);
+    format!("{}-{hash:016x}", &stem[..keep])
+}
+
+/// FNV-1a 64: stable across releases and languages (etl-aws's `stable_hash` is the same
+/// function; etl-aws does not depend on this crate).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
 /// The longest id kept as it is: file names derive from ids (`<id>.parquet`), and file
 /// systems refuse names over 255 bytes.
 pub const MAX_SOURCE_ID_BYTES: usize = 200;
@@ -357,4 +384,21 @@ fn engine_threads() -> usize {
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
         .unwrap_or(1)
         .max(1)
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn object_output_ids_keep_the_whole_key_hash_last() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        let id = object_output_id("raw", "raw-data/customers/a b.csv");
+        let hash = fnv1a64(b"raw/raw-data/customers/a b.csv");
+        assert_eq!(id, format!("a_b.csv-{hash:016x}"));
+        let long = object_output_id("raw", &format!("p/{}.csv", "é".repeat(150)));
+        assert!(long.len() <= MAX_SOURCE_ID_BYTES, "{long}");
+        assert_eq!(long, source_id(&long));
+    }
 }

@@ -109,9 +109,19 @@ fn spark_plan_inner(spec: &PipelineSpec) -> Result<Json, SpecError> {
         "schema": schema,
         "steps": steps,
         "quality": {"min_score": spec.quality.min_score, "rules": rules},
+        // With the engine's manifest names for each type (polars' and Glue's), so the
+        // Spark runner's manifest and catalog table are the engine's.
         "columns": scope
             .iter()
-            .map(|(n, t)| json!({"name": n, "type": emit::type_name(*t)}))
+            .map(|(n, t)| {
+                let dtype = t.to_polars();
+                json!({
+                    "name": n,
+                    "type": emit::type_name(*t),
+                    "dtype": dtype.to_string(),
+                    "glue_type": types::glue_type(&dtype).unwrap_or_else(|| "string".into()),
+                })
+            })
             .collect::<Vec<_>>(),
         "output": {
             "partition_by": spec.output.partition_by,
@@ -466,6 +476,15 @@ mod tests {
             ["id", "s", "d", "m", "u", "seg", "dom", "processed_at"]
         );
         assert_eq!(p["columns"][1]["type"], "bigint");
+        // The manifest's and the catalog's names of each type, as the engine gives them.
+        assert_eq!(p["columns"][1]["glue_type"], "bigint");
+        assert_eq!(p["columns"][1]["dtype"], "i64");
+        assert_eq!(p["columns"][3]["glue_type"], "decimal(5,2)");
+        assert_eq!(p["columns"][7]["glue_type"], "timestamp");
+        assert_eq!(
+            p["columns"][7]["dtype"],
+            ColumnType::Timestamp.to_polars().to_string()
+        );
     }
 
     #[test]
