@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from . import reader, transform
+from . import reader, split, transform
 from .source import LocalFile
 
 FAILURE, BAD_SPEC, BAD_INPUT, QUALITY_FAILED = 1, 3, 4, 5
@@ -63,16 +63,18 @@ def _write_parquet(df, target_dir: str, partition_by: list[str], compression: st
     return outputs
 
 
-def run(spark, plan: dict, input_path, output: str, now: dt.datetime | None = None) -> dict:
+def run(spark, plan: dict, input_path, output: str, now: dt.datetime | None = None,
+        split_bytes: int | None = None) -> dict:
     """Runs one input (a local path or a `source` object); returns the manifest (also
-    written). Raises reader.InputError or transform.RecordError for bad input."""
+    written). Raises reader.InputError or transform.RecordError for bad input. An input
+    larger than `split_bytes` (default split.DEFAULT_SPLIT_BYTES) is read by Spark tasks."""
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.monotonic()
     now = now or started
     now_us = int(now.timestamp() * 1_000_000)
     src = LocalFile(input_path) if isinstance(input_path, str) else input_path
     input_path = src.name
-    source = reader.read(src.read_all(), input_path, plan)
+    source = split.read(spark, src, plan, split_bytes)
     try:
         return _run(spark, plan, source, input_path, output, now_us, started, clock)
     except (reader.InputError, transform.RecordError):
@@ -152,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", required=True)
     p.add_argument("--master", default="local[*]")
     p.add_argument("--json", action="store_true", help="print the manifest")
+    p.add_argument("--split-bytes", type=int, default=None,
+                   help="read inputs larger than this in byte ranges, one Spark task each "
+                        f"(default {split.DEFAULT_SPLIT_BYTES})")
     args = p.parse_args(argv)
+    # Spark's Python workers run this interpreter too, with its packages (zstandard).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     try:
         with open(args.plan) as f:
             plan = json.load(f)
@@ -162,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         return BAD_SPEC
     spark.sparkContext.setLogLevel("ERROR")
     try:
-        manifest = run(spark, plan, args.input, args.output)
+        manifest = run(spark, plan, args.input, args.output, split_bytes=args.split_bytes)
     except (reader.InputError, transform.RecordError) as e:
         print(f"error: {e}", file=sys.stderr)
         return BAD_INPUT
