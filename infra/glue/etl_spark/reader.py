@@ -11,7 +11,6 @@ driver, etl_spark.split to byte ranges and decompressed pieces on the executors.
 
 from __future__ import annotations
 
-import gzip
 import json
 import zlib
 from dataclasses import dataclass, field

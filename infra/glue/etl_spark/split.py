@@ -1,8 +1,8 @@
 """Reading a large input on the executors, so no process holds the whole file.
 
-An input no larger than the split size is read on the driver, whole (reader.read). A
-larger one is read by Spark tasks, and the driver reads only its first bytes (format, BOM,
-CSV header):
+An input no larger than the split size (compressed: a 16th of it) is read on the driver,
+whole (reader.read). A larger one is read by Spark tasks, and the driver reads only its
+first bytes (format, BOM, CSV header):
 
 - Uncompressed CSV and NDJSON are cut into byte ranges of the split size, one task each.
   A record belongs to the range it starts in; a task reads from the first record start at
@@ -11,7 +11,8 @@ CSV header):
   quoted field, so where records start depends on everything before: a first pass computes,
   per range and for each state the CSV parser can be in at the range's start, the state at
   its end and the lines it holds (`transfer`); the driver chains them from the start of the
-  file, which gives each range's exact starting state and line number.
+  file, which gives each range's exact starting state and line number. (Counting quotes
+  is not enough: a quote opens a quoted field only at a field's start, `ab"c` is text.)
 - Compressed input (.gz, .zst) cannot be entered in the middle, and a JSON array or a run
   of JSON values can only be parsed from its start: one task reads it. It streams a
   compressed CSV or NDJSON piece by piece; a JSON document is parsed whole, in that task.
@@ -34,6 +35,7 @@ DEFAULT_SPLIT_BYTES = 64 << 20
 # How much a task reads at a time, and the most a reading holds besides one record.
 CHUNK_BYTES = 4 << 20
 HEAD_BYTES = 1 << 16
+COMPRESSION_RATIO = 16
 SUMMARY = "__summary"
 
 # States of reader._csv_records at a byte: at a record's start, at a field's start, inside
@@ -41,7 +43,7 @@ SUMMARY = "__summary"
 # escaped quote or the closing one: the next byte tells), just after a CR ending a record
 # (a LF next is part of that line end).
 RS, S, U, Q, QQ, R = range(6)
-_LF, _CR, _QUOTE = 10, 13, 34
+_LF, _QUOTE = 10, 34
 
 
 class _Csv:
@@ -261,7 +263,8 @@ def _records(t: Task, keys):
 
 
 def _data_start(t: Task) -> int:
-    # The first task starts where the data does (after the BOM or the CSV header).
+    # The first task starts where the data does (after the BOM or the CSV header): a
+    # record starts there whatever the byte before it.
     return t.start if t.index == 0 else -1
 
 
@@ -309,7 +312,8 @@ def read(spark, src, plan: dict, split_bytes: int | None = None) -> reader.Input
     from . import transform
 
     split_bytes = split_bytes or DEFAULT_SPLIT_BYTES
-    if src.size <= split_bytes:
+    # Compressed text is many times its size once read.
+    if src.size <= split_bytes // (COMPRESSION_RATIO if _compressed(src) else 1):
         return reader.read(src.read_all(), src.name, plan)
     got = tasks(spark.sparkContext, src, plan, split_bytes)
     if isinstance(got, reader.Input):
@@ -374,6 +378,10 @@ def summarize(plan: dict, name: str, fmt: str, names, todo: list[Task], summarie
     if plan["source"]["extra_columns"] == "fail" and dropped:
         raise reader.InputError(f"{name}: keys not in the schema: {', '.join(dropped)}")
     return keys.found, dropped, count
+
+
+def _compressed(src) -> bool:
+    return reader.compression(src.name, src.read_range(0, 4)) is not None
 
 
 def _splittable(delimiter: str) -> bool:
