@@ -198,7 +198,7 @@ def _first_start(f: File, pos: int, state: int, lo: int):
                 return None
             i = data.find(b"\n")
             if i >= 0:
-                return pos + i + 1, lines + 1
+                return pos + i + 1, 1
             pos, step = pos + len(data), min(step * 2, f.chunk)
     scan = _Csv(f.delimiter)
     while True:
@@ -233,7 +233,7 @@ def _pieces(f: File, chunks, line: int):
         if cut:
             yield buf[:cut], line
             line += lines
-            buf, pos = buf[cut:], pos - cut
+            buf, pos = buf[cut:], max(0, pos - cut)
     if buf:
         yield buf, line
 
