@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 
-from . import reader, stage, transform, workdir
+from . import reader, split, stage, transform, workdir
 from .source import LocalFile
 
 FAILURE, BAD_SPEC, BAD_INPUT, QUALITY_FAILED = 1, 3, 4, 5
@@ -33,9 +33,11 @@ def source_id(text: str) -> str:
     return out
 
 
-def run(spark, plan: dict, input_path, output: str, now: dt.datetime | None = None) -> dict:
+def run(spark, plan: dict, input_path, output: str, now: dt.datetime | None = None,
+        split_bytes: int | None = None) -> dict:
     """Runs one input (a local path or a `source` object); returns the manifest (also
-    written). Raises reader.InputError or transform.RecordError for bad input."""
+    written). Raises reader.InputError or transform.RecordError for bad input. An input
+    larger than `split_bytes` (default split.DEFAULT_SPLIT_BYTES) is read by Spark tasks."""
     src = LocalFile(input_path) if isinstance(input_path, str) else input_path
     ident = source_id(os.path.basename(src.name))
     dataset = plan["dataset"]
@@ -43,7 +45,7 @@ def run(spark, plan: dict, input_path, output: str, now: dt.datetime | None = No
     q_path = os.path.join(output, "_quarantine", dataset, f"{ident}.parquet")
     with tempfile.TemporaryDirectory(prefix="etl-spark-") as tmp:
         work = workdir.LocalWork(tmp)
-        manifest = stage.run(spark, plan, src, ident, work, now=now)
+        manifest = stage.run(spark, plan, src, ident, work, now=now, split_bytes=split_bytes)
         # A rerun replaces this source's files.
         for root, _, names in os.walk(data_dir):
             if f"{ident}.parquet" in names:
@@ -73,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", required=True)
     p.add_argument("--master", default="local[*]")
     p.add_argument("--json", action="store_true", help="print the manifest")
+    p.add_argument("--split-bytes", type=int, default=None,
+                   help="read inputs larger than this in byte ranges, one Spark task each "
+                        f"(default {split.DEFAULT_SPLIT_BYTES})")
     args = p.parse_args(argv)
+    # Spark's Python workers run this interpreter too, with its packages (zstandard).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     try:
         with open(args.plan) as f:
             plan = json.load(f)
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         return BAD_SPEC
     spark.sparkContext.setLogLevel("ERROR")
     try:
-        manifest = run(spark, plan, args.input, args.output)
+        manifest = run(spark, plan, args.input, args.output, split_bytes=args.split_bytes)
     except (reader.InputError, transform.RecordError) as e:
         print(f"error: {e}", file=sys.stderr)
         return BAD_INPUT

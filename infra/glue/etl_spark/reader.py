@@ -4,14 +4,20 @@ line, its fields as the text that was read, and malformed records with their raw
 
 Fields are text; a JSON value that is not a string is its JSON text, flagged, since typing
 treats it apart (a JSON number is never a boolean or a date).
+
+These functions are the one parser: `read` applies them to a whole (small) input on the
+driver, etl_spark.split to byte ranges and decompressed pieces on the executors.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
+import zlib
 from dataclasses import dataclass, field
 
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+BOM = b"\xef\xbb\xbf"
 
 
 class InputError(Exception):
@@ -26,6 +32,11 @@ class Record:
     raw: str | None = None
     malformed: str | None = None
 
+    def row(self, width: int) -> tuple:
+        """The record as a row of transform's record frame."""
+        return (self.line, self.malformed, self.raw, *(self.texts or [None] * width),
+                *(self.json_flags or [False] * width))
+
 
 @dataclass
 class Input:
@@ -34,18 +45,70 @@ class Input:
     found: list[str]
     dropped: list[str]
     bytes: int
+    # A large input is read on the executors (etl_spark.split): then `records` is None and
+    # `frame` holds them, already materialized, with `count` rows.
+    frame: object = None
+    count: int = 0
+
+    @property
+    def rows_in(self) -> int:
+        return self.count if self.records is None else len(self.records)
+
+
+def compression(name: str, head: bytes) -> str | None:
+    """"gz", "zst" or None, from the name or, failing that, the first bytes (as the engine)."""
+    lower = name.lower()
+    if lower.endswith(".gz") or head.startswith(GZIP_MAGIC):
+        return "gz"
+    if lower.endswith(".zst") or head.startswith(ZSTD_MAGIC):
+        return "zst"
+    return None
+
+
+def decompressed(chunks, kind: str | None, name: str):
+    """Decompresses an iterator of byte chunks as it goes (concatenated gzip members and
+    zstd frames too), so no more than a chunk's output is held at a time."""
+    if kind is None:
+        yield from chunks
+        return
+    new = (lambda: zlib.decompressobj(wbits=31)) if kind == "gz" else _zstd_decompressobj
+    what = "gzip" if kind == "gz" else "zstd"
+    obj, fed = new(), False
+    try:
+        for data in chunks:
+            while data:
+                fed = True
+                out = obj.decompress(data)
+                if out:
+                    yield out
+                if not obj.eof:
+                    break
+                # A member or frame ended: the rest is the next one.
+                data, obj, fed = obj.unused_data, new(), False
+        if fed and not obj.eof:
+            raise InputError(f"{name}: not a valid {what} file: it ends inside a compressed block")
+    except (zlib.error, _ZstdError) as e:
+        raise InputError(f"{name}: not a valid {what} file: {e}") from e
+
+
+def _zstd_decompressobj():
+    import zstandard  # only where .zst input is read
+
+    return zstandard.ZstdDecompressor().decompressobj()
+
+
+try:
+    from zstandard import ZstdError as _ZstdError
+except ImportError:  # the runner without .zst support still reads everything else
+    class _ZstdError(Exception):
+        pass
 
 
 def decompress(data: bytes, name: str) -> bytes:
-    lower = name.lower()
-    if lower.endswith(".gz"):
-        try:
-            return gzip.decompress(data)
-        except (OSError, EOFError) as e:
-            raise InputError(f"{name}: not a valid gzip file: {e}") from e
-    if lower.endswith(".zst"):
-        raise InputError(f"{name}: the local Spark runner does not read .zst")
-    return data
+    kind = compression(name, data[:4])
+    if kind is None:
+        return data
+    return b"".join(decompressed([data], kind, name))
 
 
 def resolve_format(declared: str, name: str, text: bytes) -> str:
@@ -72,7 +135,7 @@ def read(data: bytes, name: str, plan: dict) -> Input:
     schema = [c["name"] for c in plan["schema"]]
     required = {c["name"] for c in plan["schema"] if c["required"]}
     text = decompress(data, name)
-    if text.startswith(b"\xef\xbb\xbf"):
+    if text.startswith(BOM):
         text = text[3:]
     fmt = resolve_format(source["format"], name, text)
     if fmt == "csv":
@@ -86,10 +149,11 @@ def read(data: bytes, name: str, plan: dict) -> Input:
     return Input(fmt, records, found, dropped, len(data))
 
 
-def _csv_records(text: str, delimiter: str):
+def _csv_records(text: str, delimiter: str, line: int = 1):
     """(start line, raw record without its line end), as the csv crate splits records: a
-    quote opens a quoted field only at a field's start; CR, LF and CRLF end records."""
-    i, n, line = 0, len(text), 1
+    quote opens a quoted field only at a field's start; CR, LF and CRLF end records.
+    `text` starts a record, on line `line`."""
+    i, n = 0, len(text)
     while i < n:
         start, start_line = i, line
         quoted, at_field_start = False, True
@@ -152,12 +216,23 @@ def _split_fields(raw: str, delimiter: str) -> list[str]:
 def _csv(data: bytes, name: str, schema: list[str], required: set[str], delimiter: str):
     text = data.decode("utf-8", errors="replace")
     records = _csv_records(text, delimiter)
-    header = next(records, None)
+    header = csv_header(next(records, None), name, schema, required, delimiter)
     if header is None:
         return [], [], []
+    names, mapping = header
+    out = list(csv_rows(records, names, mapping, delimiter))
+    dropped = [n for n in names if n not in schema]
+    return out, names, dropped
+
+
+def csv_header(header, name: str, schema: list[str], required: set[str], delimiter: str):
+    """(names, schema index -> field index) of the header record, or None when the input
+    has no columns."""
+    if header is None:
+        return None
     names = [h.strip() for h in _split_fields(header[1], delimiter)]
     if names == [""]:
-        return [], [], []
+        return None
     seen = set()
     for n in names:
         if n in seen:
@@ -170,18 +245,20 @@ def _csv(data: bytes, name: str, schema: list[str], required: set[str], delimite
                 f"{name} line 1: required column '{c}' is missing from the header "
                 f"(found: {', '.join(names)})"
             )
-    mapping = [index.get(c) for c in schema]
-    out = []
+    return names, [index.get(c) for c in schema]
+
+
+def csv_rows(records, names: list[str], mapping: list[int | None], delimiter: str):
+    """Records of the data records `_csv_records` split."""
+    width = len(mapping)
     for line, raw in records:
         fields = _split_fields(raw, delimiter)
         if len(fields) != len(names):
-            out.append(Record(line, raw=raw,
-                              malformed=f"expected {len(names)} fields, found {len(fields)}"))
+            yield Record(line, raw=raw,
+                         malformed=f"expected {len(names)} fields, found {len(fields)}")
             continue
         texts = [None if i is None else fields[i] for i in mapping]
-        out.append(Record(line, texts, [False] * len(schema)))
-    dropped = [n for n in names if n not in schema]
-    return out, names, dropped
+        yield Record(line, texts, [False] * width)
 
 
 def _reject_constant(c: str):
@@ -248,22 +325,35 @@ def _object_record(value, line: int, raw: str, schema: list[str], keys: _Keys) -
     return Record(line, [t for t, _ in pairs], [j for _, j in pairs])
 
 
+def ndjson_records(text: str, line: int, schema: list[str], keys: _Keys):
+    """Records of NDJSON text that starts a line, on line `line`."""
+    for number, body in enumerate(text.split("\n"), start=line):
+        body = body.strip(" \t\r\n")
+        if not body:
+            continue
+        try:
+            value = _DECODER.decode(body)
+        except ValueError as e:
+            col = getattr(e, "colno", 0)
+            yield Record(number, raw=body, malformed=f"invalid JSON at column {col}: {e}")
+            continue
+        yield _object_record(value, number, body, schema, keys)
+
+
+def json_keys(schema: list[str]) -> _Keys:
+    return _Keys(schema)
+
+
+def dropped_keys(keys: _Keys) -> list[str]:
+    return [p for p in keys.found if p not in keys.known]
+
+
 def _json(data: bytes, name: str, schema: list[str], fmt: str):
     text = data.decode("utf-8", errors="replace")
     keys = _Keys(schema)
     out: list[Record] = []
     if fmt == "ndjson":
-        for number, line in enumerate(text.split("\n"), start=1):
-            body = line.strip(" \t\r\n")
-            if not body:
-                continue
-            try:
-                value = _DECODER.decode(body)
-            except ValueError as e:
-                col = getattr(e, "colno", 0)
-                out.append(Record(number, raw=body, malformed=f"invalid JSON at column {col}: {e}"))
-                continue
-            out.append(_object_record(value, number, body, schema, keys))
+        out = list(ndjson_records(text, 1, schema, keys))
     else:
         i, n = 0, len(text)
 

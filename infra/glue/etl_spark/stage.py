@@ -12,7 +12,7 @@ import datetime as dt
 import time
 from urllib.parse import unquote
 
-from . import reader, transform
+from . import reader, split, transform
 
 
 def rfc3339_ms(t: dt.datetime) -> str:
@@ -71,16 +71,17 @@ def _row_counts(spark, work, target: str, rels: list[str]) -> dict[str, int]:
 
 
 def run(spark, plan: dict, src, ident: str, work, *, etag: str | None = None,
-        now: dt.datetime | None = None) -> dict:
+        now: dt.datetime | None = None, split_bytes: int | None = None) -> dict:
     """Runs one input (a `source` object) into `work` (LocalWork or S3Work): data under
     `data/`, the quarantine file `quarantine.parquet`; returns the manifest, whose output
     and quarantine paths are relative to those. Raises reader.InputError or
-    transform.RecordError for bad input."""
+    transform.RecordError for bad input. An input larger than `split_bytes` (default
+    split.DEFAULT_SPLIT_BYTES) is read by Spark tasks in byte ranges."""
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.monotonic()
     now = now or started
     now_us = int(now.timestamp() * 1_000_000)
-    source = reader.read(src.read_all(), src.name, plan)
+    source = split.read(spark, src, plan, split_bytes)
     try:
         return _run(spark, plan, source, src.name, ident, etag, work, now_us, started, clock)
     except (reader.InputError, transform.RecordError):

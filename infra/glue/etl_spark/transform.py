@@ -67,20 +67,23 @@ def configure(spark: SparkSession, plan: dict) -> SparkSession:
     return spark
 
 
-def _records_frame(spark: SparkSession, plan: dict, source: Input) -> DataFrame:
-    names = [c["name"] for c in plan["schema"]]
+def record_schema(width: int) -> T.StructType:
+    """The record frame: line, malformed reason, raw record, and per schema column its text
+    and whether it was a non-string JSON value."""
     fields = [T.StructField(LINE, T.LongType(), False),
               T.StructField("__malformed", T.StringType()),
               T.StructField("_raw", T.StringType())]
-    fields += [T.StructField(TEXT.format(i), T.StringType()) for i in range(len(names))]
-    fields += [T.StructField(f"__json_{i}", T.BooleanType()) for i in range(len(names))]
-    width = len(names)
-    rows = [
-        (r.line, r.malformed, r.raw, *(r.texts or [None] * width),
-         *(r.json_flags or [False] * width))
-        for r in source.records
-    ]
-    return spark.createDataFrame(rows, T.StructType(fields))
+    fields += [T.StructField(TEXT.format(i), T.StringType()) for i in range(width)]
+    fields += [T.StructField(f"__json_{i}", T.BooleanType()) for i in range(width)]
+    return T.StructType(fields)
+
+
+def _records_frame(spark: SparkSession, plan: dict, source: Input) -> DataFrame:
+    if source.records is None:  # read on the executors (etl_spark.split)
+        return source.frame
+    width = len(plan["schema"])
+    rows = [r.row(width) for r in source.records]
+    return spark.createDataFrame(rows, record_schema(width))
 
 
 def _typed(df: DataFrame, plan: dict) -> DataFrame:
@@ -222,7 +225,7 @@ def run(spark: SparkSession, plan: dict, source: Input, name: str, now_us: int,
     columns = [c["name"] for c in plan["columns"]]
     data = rows.select(*[F.col(f"`{c}`") for c in columns])
     rows_out = quality.pop("__rows_out")
-    return Result(data, quarantine, len(source.records), rows_out, duplicates, by_code, quality)
+    return Result(data, quarantine, source.rows_in, rows_out, duplicates, by_code, quality)
 
 
 def _quality(rows: DataFrame, plan: dict, source: Input, now_us: int):
