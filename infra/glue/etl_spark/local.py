@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from . import reader, transform
+from . import partitions, reader, transform
 from .source import LocalFile
 
 FAILURE, BAD_SPEC, BAD_INPUT, QUALITY_FAILED = 1, 3, 4, 5
@@ -40,20 +40,26 @@ def _files(root: str):
             yield os.path.join(d, n)
 
 
-def _write_parquet(df, target_dir: str, partition_by: list[str], compression: str,
+def _write_parquet(df, target_dir: str, plan: dict | None, compression: str,
                    file_name: str, scratch: str) -> list[dict]:
-    """One file named `file_name` per partition directory (Spark names its own part
+    """One file named `file_name` per partition directory of `plan`'s output (None: no
+    partitions), named as the engine names it (partitions.py; Spark names its own part
     files): written to scratch, then moved into place."""
     tmp = os.path.join(scratch, "w")
+    dirs = {}
+    if plan and plan["output"]["partition_by"]:
+        df, dirs = partitions.tag(df, plan)
     writer = df.coalesce(1).write.mode("overwrite").option("compression", compression)
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
+    if dirs:
+        writer = writer.partitionBy(partitions.TAG)
     writer.parquet(tmp)
     outputs = []
     for path in sorted(_files(tmp)):
         if not path.endswith(".parquet"):
             continue
         rel_dir = os.path.relpath(os.path.dirname(path), tmp)
+        if dirs:
+            rel_dir = dirs[rel_dir.split("=", 1)[1]]
         dest_dir = target_dir if rel_dir == "." else os.path.join(target_dir, rel_dir)
         os.makedirs(dest_dir, exist_ok=True)
         dest = os.path.join(dest_dir, file_name)
@@ -104,12 +110,12 @@ def _run(spark, plan, source, input_path, output, now_us, started, clock) -> dic
     with tempfile.TemporaryDirectory(prefix="etl-spark-") as scratch:
         outputs = []
         if publish and result.rows_out > 0:
-            outputs = _write_parquet(result.data, data_dir, out["partition_by"], compression,
+            outputs = _write_parquet(result.data, data_dir, plan, compression,
                                      file_name, scratch)
         quarantine = None
         rows = sum(result.by_code.values())
         if rows:
-            q = _write_parquet(result.quarantine, os.path.dirname(q_path), [], compression,
+            q = _write_parquet(result.quarantine, os.path.dirname(q_path), None, compression,
                                file_name, scratch)
             quarantine = {"path": q_path, "rows": rows, "bytes": q[0]["bytes"]}
     finished = dt.datetime.now(dt.timezone.utc)
@@ -166,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     except (reader.InputError, transform.RecordError) as e:
         print(f"error: {e}", file=sys.stderr)
         return BAD_INPUT
+    except partitions.TooManyPartitions as e:
+        print(f"error: {plan['spec_file']}: {e}", file=sys.stderr)
+        return BAD_SPEC
     finally:
         spark.stop()
     if args.json:
