@@ -128,7 +128,7 @@ sample-data: etl ## Generate a dirty customers CSV: make sample-data ROWS=100000
 	@ls -lh $(BUILD_DIR)/data/customers-$(ROWS).csv
 
 .PHONY: bench
-bench: etl ## Engine vs pandas, polars, DuckDB (median of ROUNDS=3), then bench-functions: make bench ROWS=1000000
+bench: etl ## Engine vs pandas, polars, DuckDB (median of ROUNDS=3) and the Spark runner (SPARK_ROUNDS=1), then bench-functions
 	ROWS=$(ROWS) tests/bench/run.sh
 	@$(MAKE) --no-print-directory bench-functions
 

@@ -84,6 +84,73 @@ def _case(case: sh.Case, fmt: str):
     return make
 
 
+# Partition directory names (partitions.py against write.rs): text that needs escaping
+# (`/`, `=`, `%`, controls, C1 controls, quotes), non-ASCII, NULL, the empty string, and
+# values at and just past the directory-name limit, as bytes (`%` triples, `é` doubles), in
+# two keys so that the first key's refusal wins.
+ROOM = 255 - len("p=")
+PARTITION_TEXT = [
+    "US", None, "EMPTY", "a/b", "x=y", "50%", "Zoë", "東京", "tab\there", "nl\nx",
+    "\u0085nel", "\u0001ctl", "\u007fdel", "#?*:[]^{}\"'\\", "sp ace", "+-.,;@!$&()~",
+    "a" * ROOM, "a" * (ROOM + 1), "é" * (ROOM // 2), "é" * (ROOM // 2 + 1),
+    "%" * (ROOM // 3), "%" * (ROOM // 3 + 1), "\u0085" * (ROOM // 6 + 1), "🎉" * 64,
+]
+PARTITIONS_SPEC = """name: parts
+source: {prefix: parts/, format: ndjson}
+schema:
+  - {name: id, type: bigint, required: true}
+  - {name: raw, type: string}
+  - {name: q, type: string}
+  - {name: d, type: double}
+  - {name: t, type: timestamp}
+  - {name: m, type: "decimal(9,3)"}
+  - {name: day, type: date}
+  - {name: b, type: boolean}
+steps:
+  - derive: {column: p, sql: "CASE WHEN raw = 'EMPTY' THEN '' ELSE raw END"}
+quality:
+  rules:
+    - {rule: RowCount, min: 1}
+    # Evaluated on the rows left after the partition check: its counts show the order.
+    - {rule: ColumnValues, column: q, in: [short, "y"], action: alert}
+output: {partition_by: %s}
+"""
+
+
+def _partitions(keys: list[str], rows: list[dict]):
+    def make(d: Path) -> tuple[Path, Path]:
+        spec = d / "spec.yaml"
+        spec.write_text(PARTITIONS_SPEC % json.dumps(keys), encoding="utf-8")
+        path = d / "in.ndjson"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        return spec, path
+    return make
+
+
+def _text_rows() -> list[dict]:
+    rows = []
+    for i, v in enumerate(PARTITION_TEXT):
+        rows.append({"id": i, "raw": v, "q": "short"})
+        # The second key long too: the row is refused for the first.
+        rows.append({"id": 100 + i, "raw": v, "q": "q" * 300 if i % 2 else None})
+    return rows
+
+
+def _typed_rows() -> list[dict]:
+    values = {
+        "d": [1.5, 100.0, 1e20, -0.0, 1e-7, 123456789.125, -2.5e-300, None],
+        "t": ["2024-01-31 10:20:30", "2024-01-31T10:20:30.123456Z", "1999-12-31 23:59:59.5",
+              "2024-02-29 00:00:00", None, "1970-01-01 00:00:00", "2030-06-01 12:00:00.000001",
+              "2000-01-01 00:00:00"],
+        "m": ["12.5", "-0.001", "0", "123456.789", None, "1", "-5", "0.1"],
+        "day": ["2024-02-29", "1970-01-01", None, "0999-01-01", "2024-12-31", "2000-01-01",
+                "1900-03-01", "2099-12-31"],
+        "b": [True, False, None, True, False, True, False, None],
+    }
+    return [{"id": i, "raw": "x", "q": "y", **{k: v[i] for k, v in values.items()}}
+            for i in range(8)]
+
+
 RUNS = {
     "customers/csv": _pipeline("customers.yaml", "csv"),
     "customers/csv.gz": _pipeline("customers.yaml", "csv.gz"),
@@ -95,6 +162,8 @@ RUNS = {
     **{f"events/{f}": _case(sh.EVENTS, f) for f in ("csv", "ndjson", "tsv", "tsv.zst")},
     "exprs/csv": _case(_no_joins(sh.EXPRS), "csv"),
     "literals/csv": _case(sh.LITERALS, "csv"),
+    "partitions/text": _partitions(["p", "q"], _text_rows()),
+    "partitions/typed": _partitions(["d", "t", "m", "day", "b"], _typed_rows()),
 }
 
 

@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 
-from . import reader, split, stage, transform, workdir
+from . import partitions, reader, split, stage, transform, workdir
 from .source import LocalFile
 
 FAILURE, BAD_SPEC, BAD_INPUT, QUALITY_FAILED = 1, 3, 4, 5
@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except (reader.InputError, transform.RecordError) as e:
         print(f"error: {e}", file=sys.stderr)
         return BAD_INPUT
+    except partitions.TooManyPartitions as e:
+        print(f"error: {plan['spec_file']}: {e}", file=sys.stderr)
+        return BAD_SPEC
     finally:
         spark.stop()
     if args.json:

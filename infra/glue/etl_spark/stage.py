@@ -12,29 +12,36 @@ import datetime as dt
 import time
 from urllib.parse import unquote
 
-from . import reader, split, transform
+from . import partitions, reader, split, transform
 
 
 def rfc3339_ms(t: dt.datetime) -> str:
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _write_parquet(spark, df, work, target: str, partition_by: list[str], compression: str,
+def _write_parquet(spark, df, work, target: str, plan: dict | None, compression: str,
                    file_name: str) -> list[dict]:
-    """One file named `file_name` per partition directory under `target` (Spark names its
-    own part files): written to a scratch dir, then moved. Returns the engine's OutputFile
-    records (path relative to `target`, partition values unescaped, rows, bytes)."""
+    """One file named `file_name` per partition directory of `plan`'s output (None: no
+    partitions) under `target`, the directory named as the engine names it (partitions.py;
+    Spark names its own part files): written to a scratch dir, then moved. Returns the
+    engine's OutputFile records (path relative to `target`, partition values unescaped,
+    rows, bytes)."""
     tmp = "scratch"
     work.remove(tmp)
+    dirs = {}
+    if plan and plan["output"]["partition_by"]:
+        df, dirs = partitions.tag(df, plan)
     writer = df.coalesce(1).write.mode("overwrite").option("compression", compression)
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
+    if dirs:
+        writer = writer.partitionBy(partitions.TAG)
     writer.parquet(work.spark_path(tmp))
     written = []
     for rel, size in work.files(tmp):
         if not rel.endswith(".parquet"):
             continue
         rel_dir = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        if dirs:
+            rel_dir = dirs[rel_dir.split("=", 1)[1]]
         dest_rel = f"{rel_dir}/{file_name}" if rel_dir else file_name
         work.move(f"{tmp}/{rel}", f"{target}/{dest_rel}")
         written.append((dest_rel, rel_dir, size))
@@ -101,12 +108,12 @@ def _run(spark, plan, source, name, ident, etag, work, now_us, started, clock) -
     publish = result.quality["passed"]
     outputs = []
     if publish and result.rows_out > 0:
-        outputs = _write_parquet(spark, result.data, work, "data", out["partition_by"],
-                                 compression, file_name)
+        outputs = _write_parquet(spark, result.data, work, "data", plan, compression,
+                                 file_name)
     quarantine = None
     quarantined = sum(result.by_code.values())
     if quarantined:
-        [q] = _write_parquet(spark, result.quarantine, work, "q", [], compression, file_name)
+        [q] = _write_parquet(spark, result.quarantine, work, "q", None, compression, file_name)
         work.move(f"q/{file_name}", "quarantine.parquet")
         quarantine = {"path": "quarantine.parquet", "rows": quarantined, "bytes": q["bytes"]}
     finished = dt.datetime.now(dt.timezone.utc)

@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from . import kernels
+from . import kernels, partitions
 from .reader import Input
 
 LINE = "_source_line"
@@ -215,6 +215,9 @@ def run(spark: SparkSession, plan: dict, source: Input, name: str, now_us: int,
             rows = rows.withColumn(step["column"], F.timestamp_micros(F.lit(now_us)))
         else:
             raise ValueError(f"unknown step kind {kind}")
+    # As the engine: values too long for a directory name leave before the quality rules.
+    rows, long_values = partitions.reject_long(rows, plan)
+    rejects.extend(long_values)
     rows, quality_rejects, quality = _quality(rows, plan, source, now_us)
     rejects.extend(quality_rejects)
     quarantine = _quarantine(spark, plan, rejects)

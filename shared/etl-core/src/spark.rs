@@ -125,6 +125,14 @@ fn spark_plan_inner(spec: &PipelineSpec) -> Result<Json, SpecError> {
             .collect::<Vec<_>>(),
         "output": {
             "partition_by": spec.output.partition_by,
+            // How the engine names partition directories (write.rs), so the runner names
+            // them alike and refuses what the engine refuses.
+            "partition": {
+                "escape": crate::write::escaped_chars(),
+                "null": crate::write::NULL_PARTITION,
+                "max_dir_bytes": crate::write::MAX_PARTITION_DIR_BYTES,
+                "max_partitions": crate::write::MAX_PARTITIONS,
+            },
             "compression": spec.output.compression,
             "row_group_size": spec.output.row_group_size,
         },

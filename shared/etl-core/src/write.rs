@@ -30,7 +30,7 @@ const MAX_BUFFERED_ROWS: usize = 262_144;
 
 /// Above this many partitions in one input the spec is almost surely partitioning by a
 /// high-cardinality column; refusing beats opening thousands of files.
-const MAX_PARTITIONS: usize = 5_000;
+pub const MAX_PARTITIONS: usize = 5_000;
 
 /// A file the run wrote.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -495,6 +495,12 @@ fn needs_escape(c: char) -> bool {
         )
 }
 
+/// Every character [`escape_path`] escapes, in code point order: all are below U+00A0
+/// (ASCII and the C1 controls), so the list is short enough for the Spark plan to carry.
+pub fn escaped_chars() -> String {
+    ('\0'..'\u{a0}').filter(|c| needs_escape(*c)).collect()
+}
+
 /// The length of [`escape_path`]'s result, without building it.
 fn escaped_len(s: &str) -> usize {
     s.chars()
@@ -777,6 +783,14 @@ mod tests {
             assert_eq!(part.data_buffers().len(), 1, "part {p}");
             assert_eq!(part.total_buffer_len(), long_bytes, "part {p}");
         }
+    }
+
+    #[test]
+    fn escaped_chars_lists_every_escaped_character() {
+        let listed = escaped_chars();
+        assert!(listed.contains('%') && listed.contains('\u{85}') && !listed.contains('a'));
+        // Nothing past the list's range is escaped, so the Spark runner misses nothing.
+        assert!(('\u{a0}'..=char::MAX).all(|c| !needs_escape(c)));
     }
 
     #[test]
