@@ -326,7 +326,10 @@ async fn process_object(
         ));
     }
     // Decided from the HEAD above: the body's ranged GETs only start when it is read.
-    if config.routing.routes_to_glue(object.size) {
+    if config
+        .routing
+        .routes_to_glue(etl_aws::routing::engine_bytes(&o.key, object.size))
+    {
         // Size and ETag only: the body's stream is not Sync, so no reference to it may be
         // held across an await.
         let (size, etag) = (object.size, object.etag.clone());

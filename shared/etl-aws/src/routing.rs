@@ -15,6 +15,22 @@ pub const DEFAULT_MAX_WORKERS: u32 = 20;
 /// run's start-up and Glue's one-minute billing minimum do not dominate.
 pub const DEFAULT_BYTES_PER_WORKER: u64 = 4 << 30;
 
+/// How many times its stored size a compressed object is to the engine: the generated
+/// customers CSV (1M rows) shrinks 4.06x with `gzip -6` and 3.71x with `zstd -3`.
+pub const COMPRESSED_EXPANSION: u64 = 4;
+
+/// The bytes the engine reads for an object of `size` stored bytes: `.gz` and `.zst` count
+/// [`COMPRESSED_EXPANSION`] times, so a compressed file is routed at the same amount of
+/// work as a plain one.
+pub fn engine_bytes(key: &str, size: u64) -> u64 {
+    let lower = key.to_ascii_lowercase();
+    if lower.ends_with(".gz") || lower.ends_with(".zst") {
+        size.saturating_mul(COMPRESSED_EXPANSION)
+    } else {
+        size
+    }
+}
+
 /// Sizing settings, from `GLUE_ROUTE_BYTES`, `GLUE_MIN_WORKERS`, `GLUE_MAX_WORKERS` and
 /// `GLUE_BYTES_PER_WORKER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +94,8 @@ impl RoutingConfig {
         })
     }
 
-    /// Whether a file of `size` bytes goes to the Glue engine.
+    /// Whether a file whose engine reads `size` bytes ([`engine_bytes`]) goes to the Glue
+    /// engine.
     pub fn routes_to_glue(&self, size: u64) -> bool {
         self.route_bytes > 0 && size > self.route_bytes
     }
@@ -138,6 +155,14 @@ mod tests {
         assert!(!c.routes_to_glue(0));
         assert!(!c.routes_to_glue(1000));
         assert!(c.routes_to_glue(1001));
+        // Compressed objects count expanded.
+        assert_eq!(engine_bytes("raw/a.csv", 300), 300);
+        assert_eq!(engine_bytes("raw/a.csv.gz", 300), 1200);
+        assert_eq!(engine_bytes("raw/a.JSON.ZST", 300), 1200);
+        assert_eq!(engine_bytes("raw/a.zst.csv", 300), 300);
+        assert_eq!(engine_bytes("raw/a.gz", u64::MAX), u64::MAX);
+        assert!(c.routes_to_glue(engine_bytes("raw/a.csv.gz", 251)));
+        assert!(!c.routes_to_glue(engine_bytes("raw/a.csv.gz", 250)));
         let never = RoutingConfig::default();
         assert_eq!(never.route_bytes, 0);
         assert!(!never.routes_to_glue(u64::MAX));
