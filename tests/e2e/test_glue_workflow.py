@@ -14,8 +14,8 @@ from typing import Any
 
 from conftest import ROUTE_BYTES
 from helpers import wait_for
-from test_pipeline import SAMPLE
-from test_workflow_listing import new_raw_bucket, run, set_checker_env
+from test_pipeline import SAMPLE, states_entered
+from test_workflow_listing import manifests_by_source, new_raw_bucket, run, set_checker_env
 
 # The template's GlueMinWorkers / GlueMaxWorkers defaults.
 MIN_WORKERS, MAX_WORKERS = 2, 20
@@ -165,11 +165,28 @@ def test_a_file_over_the_route_threshold_starts_a_glue_workflow_for_exactly_that
     params = start_job_run_parameters(client, arn)
     assert json.loads(params["Arguments"]["--items"]) == [{"bucket": bucket, "key": key, "etag": etag, "size": size}]
     assert params["NumberOfWorkers"] == MIN_WORKERS
+
+    def routed_executions() -> list[str]:
+        return [
+            e["name"]
+            for page in sfn.get_paginator("list_executions").paginate(
+                stateMachineArn=stack["EtlPipelineStateMachineArn"]
+            )
+            for e in page["executions"]
+            if e["name"].startswith("glue-big-orders-csv-")
+        ]
+
     # Only that execution was started for it.
-    named = [
-        e["name"]
-        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=stack["EtlPipelineStateMachineArn"])
-        for e in page["executions"]
-        if e["name"].startswith("glue-big-orders-csv-")
-    ]
-    assert named == [name]
+    assert routed_executions() == [name]
+
+    before = manifests_by_source(client, stack, bucket).get(key)
+
+    # The same file as a Map item of a lambda-engine run: s3-processor routes it again, the
+    # start finds the execution already there, and the item succeeds.
+    mapped = run(client, stack, {"prefix": "raw-data/customers/route/", "reprocess": True}, timeout=300)
+    assert mapped["status"] == "SUCCEEDED", mapped
+    assert "ProcessFiles" in states_entered(client, mapped["executionArn"])
+    assert routed_executions() == [name]
+    # Not processed by the Map's s3-processor either: its manifest (none here; the Glue
+    # engine's once it runs the job) is as the routed execution left it.
+    assert manifests_by_source(client, stack, bucket).get(key) == before
