@@ -25,6 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "localstack"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "localstack" / "tests"))
 import stack as stack_tool  # noqa: E402
 
+# The session stack's GlueRouteThresholdBytes: far above every file the other tests upload
+# (the sample is 2 KB), so only test_glue_workflow's big file is routed to the Glue engine.
+ROUTE_BYTES = 1 << 20
+
 @pytest.fixture(scope="session")
 def api() -> Iterator[tuple[str, type[Api]]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
@@ -56,6 +60,7 @@ def stack(api, client) -> Iterator[dict[str, str]]:
             "ScheduleExpression": "rate(1 minute)",
             # Far away: the tests start the workflow themselves.
             "WorkflowScheduleExpression": "rate(7 days)",
+            "GlueRouteThresholdBytes": str(ROUTE_BYTES),
         },
     )
     outputs["StackName"] = name

@@ -11,9 +11,13 @@
 //! The object read is the version the event names (S3 notifications and EventBridge
 //! events carry it in versioned buckets), and the manifest records the ETag and version
 //! of what was read, not what the event claimed.
+//!
+//! An object larger than `GLUE_ROUTE_BYTES` is not read at all: it is handed to the
+//! workflow's Glue engine (see the `route` module) and reported as `routed`.
 
 mod event;
 mod publish;
+mod route;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -24,6 +28,7 @@ use etl_aws::EtlError;
 use etl_aws::config::{self, ConfigError, EnvSource, ProcessEnv};
 use etl_aws::glue::{self, ColumnSpec, TableSpec};
 use etl_aws::metrics::{Metrics, Unit};
+use etl_aws::routing::RoutingConfig;
 use etl_core::{Pipeline, PipelineSpec, ReferenceLoader, RunManifest, RunOptions, RunStatus};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
@@ -31,6 +36,7 @@ use serde_json::Value;
 
 pub use event::{EventError, ObjectRef, decode_key, objects};
 pub use publish::{Deadline, intent_key};
+pub use route::{glue_execution_name, glue_input};
 
 include!(concat!(env!("OUT_DIR"), "/specs.rs"));
 
@@ -64,6 +70,12 @@ pub struct Config {
     pub deadline_margin: Duration,
     /// The dataset specs, checked at cold start.
     pub specs: Vec<PipelineSpec>,
+    /// `GLUE_ROUTE_BYTES` (default 0: never) and the Glue run's sizing: larger objects go
+    /// to the workflow's Glue engine.
+    pub routing: RoutingConfig,
+    /// `STATE_MACHINE_ARN`: the workflow routed objects start; required when
+    /// `GLUE_ROUTE_BYTES` is above 0.
+    pub state_machine_arn: Option<String>,
 }
 
 impl Config {
@@ -91,6 +103,12 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let routing = RoutingConfig::from_source(env)?;
+        let state_machine_arn = if routing.route_bytes > 0 {
+            Some(config::required(env, "STATE_MACHINE_ARN")?)
+        } else {
+            config::optional(env, "STATE_MACHINE_ARN")
+        };
         Ok(Self {
             quarantine_bucket: config::optional(env, "QUARANTINE_BUCKET")
                 .unwrap_or_else(|| processed_bucket.clone()),
@@ -109,6 +127,8 @@ impl Config {
                 DEFAULT_DEADLINE_MARGIN_SECONDS,
             )?),
             specs,
+            routing,
+            state_machine_arn,
         })
     }
 
@@ -158,6 +178,7 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub glue: aws_sdk_glue::Client,
     pub sns: aws_sdk_sns::Client,
+    pub sfn: aws_sdk_sfn::Client,
 }
 
 impl Clients {
@@ -166,6 +187,7 @@ impl Clients {
             s3: etl_aws::clients::s3(conf),
             glue: etl_aws::clients::glue(conf),
             sns: etl_aws::clients::sns(conf),
+            sfn: etl_aws::clients::sfn(conf),
         }
     }
 }
@@ -181,7 +203,8 @@ const READ_CONCURRENCY: usize = 3;
 pub struct ObjectResult {
     pub bucket: String,
     pub key: String,
-    /// `processed`, `quality_failed`, or `skipped` (with `reason`).
+    /// `processed`, `quality_failed`, `routed` (to the Glue engine, see
+    /// `execution_arn`), or `skipped` (with `reason`).
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -197,6 +220,9 @@ pub struct ObjectResult {
     pub quarantined: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quality_score: Option<f64>,
+    /// The workflow execution a `routed` object was handed to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
 }
 
 impl ObjectResult {
@@ -212,6 +238,7 @@ impl ObjectResult {
             rows_out: None,
             quarantined: None,
             quality_score: None,
+            execution_arn: None,
         }
     }
 }
@@ -293,6 +320,17 @@ async fn process_object(
             &format!("superseded: {newer} is already published"),
         ));
     }
+    // Decided from the HEAD above: the body's ranged GETs only start when it is read.
+    if config
+        .routing
+        .routes_to_glue(etl_aws::routing::engine_bytes(&o.key, object.size))
+    {
+        // Size and ETag only: the body's stream is not Sync, so no reference to it may be
+        // held across an await.
+        let (size, etag) = (object.size, object.etag.clone());
+        drop(object);
+        return route_to_glue(o, &dataset, size, etag.as_deref(), clients, config).await;
+    }
     if let Some(sent) = o.etag.as_deref()
         && Some(etag_core(sent)) != etag.as_deref().map(etag_core)
     {
@@ -361,6 +399,47 @@ async fn process_object(
         rows_out: Some(c.rows_out),
         quarantined: Some(c.quarantined),
         quality_score: Some(manifest.quality.score),
+        execution_arn: None,
+    })
+}
+
+/// Starts the workflow's Glue engine on this one object (the version HEAD answered for:
+/// its ETag names the execution). An execution of that name already existing means an
+/// earlier delivery routed it: success, nothing new started.
+async fn route_to_glue(
+    o: &ObjectRef,
+    dataset: &str,
+    size: u64,
+    etag: Option<&str>,
+    clients: &Clients,
+    config: &Config,
+) -> Result<ObjectResult, EtlError> {
+    let machine = config.state_machine_arn.as_deref().ok_or_else(|| {
+        EtlError::new(
+            etl_aws::ErrorKind::Config,
+            "GLUE_ROUTE_BYTES is set but STATE_MACHINE_ARN is not",
+        )
+    })?;
+    let name = route::glue_execution_name(&o.bucket, &o.key, etag);
+    let workers = config.routing.glue_workers(size);
+    let input = route::glue_input(&o.bucket, &o.key, etag, size, workers);
+    let outcome =
+        etl_aws::sfn::start_execution(&clients.sfn, machine, &name, &input.to_string()).await?;
+    tracing::info!(
+        source = %format!("s3://{}/{}", o.bucket, o.key), dataset, size,
+        threshold = config.routing.route_bytes, workers, execution = %outcome.execution_arn(),
+        already_started = matches!(outcome, etl_aws::sfn::StartOutcome::AlreadyExists { .. }),
+        "over the Lambda's size threshold: routed to the Glue engine"
+    );
+    Ok(ObjectResult {
+        status: "routed".into(),
+        reason: Some(format!(
+            "{size} bytes, over GLUE_ROUTE_BYTES={}: processed by the Glue engine",
+            config.routing.route_bytes
+        )),
+        dataset: Some(dataset.to_string()),
+        execution_arn: Some(outcome.execution_arn().to_string()),
+        ..ObjectResult::skipped(o, "")
     })
 }
 
@@ -731,6 +810,42 @@ mod tests {
         );
         let err = margin("soon").unwrap_err();
         assert!(err.to_string().contains("DEADLINE_MARGIN_SECONDS"), "{err}");
+    }
+
+    #[test]
+    fn routing_needs_the_state_machine_only_when_on() {
+        let c = config();
+        assert_eq!(c.routing.route_bytes, 0, "off unless set");
+        assert_eq!(c.state_machine_arn, None);
+        let err = Config::from_source(&env(&[
+            ("PROCESSED_BUCKET", "lake"),
+            ("GLUE_ROUTE_BYTES", "1000"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::Missing {
+                name: "STATE_MACHINE_ARN".into()
+            }
+        );
+        let c = Config::from_source(&env(&[
+            ("PROCESSED_BUCKET", "lake"),
+            ("GLUE_ROUTE_BYTES", "1000"),
+            ("GLUE_MAX_WORKERS", "4"),
+            (
+                "STATE_MACHINE_ARN",
+                "arn:aws:states:us-east-1:1:stateMachine:etl",
+            ),
+        ]))
+        .unwrap();
+        assert!(c.routing.routes_to_glue(1001) && !c.routing.routes_to_glue(1000));
+        assert_eq!(c.routing.max_workers, 4);
+        let err = Config::from_source(&env(&[
+            ("PROCESSED_BUCKET", "lake"),
+            ("GLUE_MAX_WORKERS", "1"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("GLUE_MAX_WORKERS"), "{err}");
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! s3-processor in-process against LocalStack: S3 in and out, Glue via moto, SNS alerts.
+//! s3-processor in-process against LocalStack: S3 in and out, Glue via moto, SNS alerts,
+//! Step Functions for files routed to the Glue engine.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::time::Duration;
 
 use etl_core::polars::prelude::*;
-use integration_tests::{TopicQueue, get_bytes, list_keys, new_bucket, sdk_config, unique_name};
+use integration_tests::{
+    TopicQueue, get_bytes, list_keys, new_bucket, pass_state_machine, sdk_config, unique_name,
+};
 use lambda_runtime::{Context, LambdaEvent};
 use s3_processor::{Clients, Config, handler};
 use serde_json::{Value, json};
@@ -22,6 +25,10 @@ struct Env {
 }
 
 async fn env(alert_topic: Option<&str>) -> Env {
+    env_with(alert_topic, &[]).await
+}
+
+async fn env_with(alert_topic: Option<&str>, extra: &[(&str, &str)]) -> Env {
     let conf = sdk_config().await;
     let clients = Clients::new(&conf);
     let raw = new_bucket(&clients.s3, "raw").await;
@@ -36,6 +43,7 @@ async fn env(alert_topic: Option<&str>) -> Env {
     if let Some(t) = alert_topic {
         vars.push(("ALERT_TOPIC_ARN".into(), t.to_string()));
     }
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::from_source(
         &vars
             .into_iter()
@@ -337,4 +345,115 @@ async fn a_missing_object_is_not_found_and_bad_input_is_invalid() {
     .unwrap_err();
     assert_eq!(err.error_type(), "InvalidInput");
     assert!(err.message().contains("broken.json"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn a_file_over_the_threshold_starts_one_glue_workflow_and_is_not_processed() {
+    let sfn = etl_aws::clients::sfn(&sdk_config().await);
+    let machine = pass_state_machine(&sfn, "route").await;
+    // The sample itself is exactly at the threshold (processed); one row more routes.
+    let threshold = SAMPLE.len().to_string();
+    let e = env_with(
+        None,
+        &[
+            ("GLUE_ROUTE_BYTES", threshold.as_str()),
+            ("GLUE_BYTES_PER_WORKER", "500"),
+            ("STATE_MACHINE_ARN", machine.as_str()),
+        ],
+    )
+    .await;
+    let big_key = "raw-data/customers/big file.csv";
+    let big = format!("{SAMPLE}9001,Big,big@example.com,US,10,5,x,2024-01-01\n");
+    e.put(big_key, &big).await;
+    let etag = e
+        .clients
+        .s3
+        .head_object()
+        .bucket(&e.raw)
+        .key(big_key)
+        .send()
+        .await
+        .unwrap()
+        .e_tag
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let name = s3_processor::glue_execution_name(&e.raw, big_key, Some(&etag));
+    assert!(name.starts_with("glue-big-file-csv-"), "{name}");
+    let arn = etl_aws::sfn::execution_arn(&machine, &name);
+
+    // The S3 trigger, then the same file as a workflow Map item: one execution.
+    for event in [
+        notification(&e.raw, "raw-data/customers/big+file.csv"),
+        json!({"bucket": e.raw, "key": big_key, "etag": etag}),
+    ] {
+        let out = e.invoke(event).await;
+        let result = &out["objects"][0];
+        assert_eq!(result["status"], "routed", "{out}");
+        assert_eq!(result["executionArn"], arn.as_str(), "{out}");
+        assert_eq!(result["dataset"], "customers", "{out}");
+    }
+    let executions = sfn
+        .list_executions()
+        .state_machine_arn(&machine)
+        .send()
+        .await
+        .unwrap()
+        .executions;
+    assert_eq!(
+        executions
+            .iter()
+            .map(|x| x.name.as_str())
+            .collect::<Vec<_>>(),
+        [name.as_str()]
+    );
+    let input: Value = serde_json::from_str(
+        &sfn.describe_execution()
+            .execution_arn(&arn)
+            .send()
+            .await
+            .unwrap()
+            .input
+            .unwrap(),
+    )
+    .unwrap();
+    let size = big.len();
+    assert_eq!(size.div_ceil(500), 4, "{size} bytes");
+    assert_eq!(
+        input,
+        json!({
+            "engine": "glue",
+            "files": [{"bucket": e.raw, "key": big_key, "etag": etag, "size": size}],
+            "totalBytes": size,
+            // ceil(size / 500) = 4, within the default 2..=20.
+            "glueWorkers": size.div_ceil(500),
+        })
+    );
+    assert!(
+        list_keys(&e.clients.s3, &e.lake, "").await.is_empty(),
+        "a routed file writes nothing"
+    );
+
+    // At the threshold: processed here as before, nothing started.
+    let small_key = "raw-data/customers/small.csv";
+    e.put(small_key, SAMPLE).await;
+    let out = e.invoke(notification(&e.raw, small_key)).await;
+    assert_eq!(out["objects"][0]["status"], "processed", "{out}");
+    assert_eq!(out["objects"][0]["rowsIn"], 23, "{out}");
+    assert!(out["objects"][0].get("executionArn").is_none(), "{out}");
+    let manifest = out["objects"][0]["manifestKey"].as_str().unwrap();
+    assert!(
+        list_keys(&e.clients.s3, &e.lake, "manifests/")
+            .await
+            .contains(&manifest.to_string())
+    );
+    let count = sfn
+        .list_executions()
+        .state_machine_arn(&machine)
+        .send()
+        .await
+        .unwrap()
+        .executions
+        .len();
+    assert_eq!(count, 1);
 }

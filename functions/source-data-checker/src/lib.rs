@@ -3,9 +3,11 @@
 //! Lists `s3://<bucket>/<prefix>` (every page) for objects modified after a cutoff (the
 //! input's `since`, else now minus `lookbackHours`) whose key ends with one of the
 //! accepted suffixes, and answers the seed's `{dataAvailable, fileCount, files}` plus
-//! `totalBytes` and per-file details. A list too large for a Step Functions state (256 KB)
-//! is written to S3 as a JSON array of `{bucket, key, etag}` instead, and its location is
-//! returned as `itemsLocation` for a Distributed Map ItemReader.
+//! `totalBytes`, per-file details and `glueWorkers` (the Glue engine's run size for those
+//! bytes, by [`etl_aws::routing`]). A list too large for a Step Functions state (256 KB)
+//! is written to S3 as a JSON array of `{bucket, key, etag, size}` instead, and its
+//! location is returned as `itemsLocation`, for a Distributed Map ItemReader or the Glue
+//! job's `--items_location`.
 //!
 //! Files s3-processor already processed are skipped (counted in `skippedCount`): a file
 //! whose manifest in `PROCESSED_BUCKET` names the same bucket, key and ETag with status
@@ -18,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use etl_aws::EtlError;
 use etl_aws::config::{self, ConfigError, EnvSource, ProcessEnv};
+use etl_aws::routing::RoutingConfig;
 use futures::{StreamExt, TryStreamExt};
 use lambda_runtime::LambdaEvent;
 use serde::{Deserialize, Serialize};
@@ -59,6 +62,8 @@ pub struct Config {
     pub processed_bucket: Option<String>,
     /// `PROCESSED_MANIFEST_PREFIX` (default `manifests/`, s3-processor's `MANIFEST_PREFIX`).
     pub processed_manifest_prefix: String,
+    /// `GLUE_MIN_WORKERS`, `GLUE_MAX_WORKERS`, `GLUE_BYTES_PER_WORKER`: `glueWorkers`.
+    pub routing: RoutingConfig,
 }
 
 impl Config {
@@ -107,6 +112,7 @@ impl Config {
             processed_bucket: config::optional(env, "PROCESSED_BUCKET"),
             processed_manifest_prefix: config::optional(env, "PROCESSED_MANIFEST_PREFIX")
                 .unwrap_or_else(|| "manifests/".into()),
+            routing: RoutingConfig::from_source(env)?,
         })
     }
 }
@@ -157,13 +163,15 @@ pub struct ItemsLocation {
     pub key: String,
 }
 
-/// One item of a large list, as the workflow's Map selects it (`bucket`, `key`, `etag`:
-/// a missing field is a `States.Runtime` error there, so `etag` is always written).
+/// One item of a large list: what the workflow's Map selects (`bucket`, `key`, `etag`: a
+/// missing field is a `States.Runtime` error there, so `etag` is always written) and what
+/// the Glue job reads from `--items_location` (also `size`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Item<'a> {
     pub bucket: &'a str,
     pub key: &'a str,
     pub etag: Option<&'a str>,
+    pub size: i64,
 }
 
 /// The task output.
@@ -176,6 +184,8 @@ pub struct CheckOutput {
     /// Listed files already processed with the same ETag, left out of `files`.
     pub skipped_count: usize,
     pub total_bytes: i64,
+    /// Workers for a Glue run over `total_bytes` (the workflow's glue engine).
+    pub glue_workers: u32,
     /// The cutoff used (exclusive), RFC 3339.
     pub since: String,
     /// Present when the list fits inline.
@@ -325,12 +335,15 @@ pub async fn handler(
         _ => listed,
     };
     let skipped_count = listed_count - files.len();
-    let total_bytes = files.iter().map(|f| f.size).sum();
+    let total_bytes: i64 = files.iter().map(|f| f.size).sum();
     let mut output = CheckOutput {
         data_available: !files.is_empty(),
         file_count: files.len(),
         skipped_count,
         total_bytes,
+        glue_workers: config
+            .routing
+            .glue_workers(u64::try_from(total_bytes).unwrap_or(0)),
         since: rfc3339(plan.cutoff),
         files: Some(files),
         items_location: None,
@@ -367,8 +380,9 @@ pub async fn handler(
     Ok(output)
 }
 
-/// The manifest body: a JSON array of `{bucket, key, etag}`, what a Distributed Map
-/// ItemReader (`InputType: JSON`) hands to s3-processor item by item.
+/// The manifest body: a JSON array of `{bucket, key, etag, size}`, what a Distributed Map
+/// ItemReader (`InputType: JSON`) hands to s3-processor item by item, and the Glue job
+/// reads whole.
 pub fn items_json(files: &[FileInfo]) -> Result<Vec<u8>, EtlError> {
     let items: Vec<Item<'_>> = files
         .iter()
@@ -376,6 +390,7 @@ pub fn items_json(files: &[FileInfo]) -> Result<Vec<u8>, EtlError> {
             bucket: &f.bucket,
             key: &f.key,
             etag: f.etag.as_deref(),
+            size: f.size,
         })
         .collect();
     serde_json::to_vec(&items).map_err(|e| EtlError::internal(format!("serializing items: {e}")))
@@ -545,6 +560,10 @@ mod tests {
         assert!(err.to_string().contains("INLINE_LIMIT_BYTES"), "{err}");
         let c = Config::from_source(&[("SOURCE_SUFFIXES", ".CSV, .parquet")]).unwrap();
         assert_eq!(c.suffixes, [".CSV", ".parquet"]);
+        // Glue sizing is read (and checked) with the rest.
+        assert_eq!(c.routing, etl_aws::routing::RoutingConfig::default());
+        let err = Config::from_source(&[("GLUE_MIN_WORKERS", "1")]).unwrap_err();
+        assert!(err.to_string().contains("GLUE_MIN_WORKERS"), "{err}");
     }
 
     #[test]
@@ -641,6 +660,7 @@ mod tests {
             file_count: 1,
             skipped_count: 2,
             total_bytes: 10,
+            glue_workers: 2,
             since: "2024-05-01T11:00:00Z".into(),
             files: Some(files.clone()),
             items_location: None,
@@ -649,21 +669,21 @@ mod tests {
             serde_json::to_value(&out).unwrap(),
             json!({
                 "dataAvailable": true, "fileCount": 1, "skippedCount": 2, "totalBytes": 10,
-                "since": "2024-05-01T11:00:00Z",
+                "glueWorkers": 2, "since": "2024-05-01T11:00:00Z",
                 "files": [{"bucket": "b", "key": "raw-data/a.csv", "size": 10,
                            "lastModified": "2024-05-01T11:30:00Z", "etag": "e1"}]
             })
         );
         assert_eq!(
             serde_json::from_slice::<Value>(&items_json(&files).unwrap()).unwrap(),
-            json!([{"bucket": "b", "key": "raw-data/a.csv", "etag": "e1"}])
+            json!([{"bucket": "b", "key": "raw-data/a.csv", "etag": "e1", "size": 10}])
         );
         // Without an ETag the field is still there, as the Map's ItemSelector needs.
         let mut no_etag = files.clone();
         no_etag[0].etag = None;
         assert_eq!(
             serde_json::from_slice::<Value>(&items_json(&no_etag).unwrap()).unwrap(),
-            json!([{"bucket": "b", "key": "raw-data/a.csv", "etag": null}])
+            json!([{"bucket": "b", "key": "raw-data/a.csv", "etag": null, "size": 10}])
         );
         let k1 = items_key("m/", &files);
         assert!(k1.starts_with("m/1-") && k1.ends_with(".json"), "{k1}");

@@ -14,6 +14,7 @@
 //! | [`ssm`] | parameter cache with TTL and decryption |
 //! | [`sns`] | publish with a sanitized subject |
 //! | [`sfn`] | idempotent StartExecution |
+//! | [`routing`] | Lambda or Glue by file size, Glue workers by bytes |
 //! | [`metrics`] | CloudWatch Embedded Metric Format on stdout |
 //! | [`logging`] | tracing init honouring Lambda's log controls |
 
@@ -23,6 +24,7 @@ pub mod error;
 pub mod glue;
 pub mod logging;
 pub mod metrics;
+pub mod routing;
 pub mod s3;
 pub mod sfn;
 pub mod sns;

@@ -68,6 +68,8 @@ async fn lists_every_page() {
         .map(|k| format!("id\n{k}\n").len() as i64)
         .sum();
     assert_eq!(out.total_bytes, expected_bytes);
+    // ~30 KB with the default 4 GiB a worker: Glue's minimum.
+    assert_eq!(out.glue_workers, 2);
     let first = &out.files.as_ref().unwrap()[0];
     assert_eq!(first.bucket, bucket);
     assert!(
@@ -181,11 +183,20 @@ async fn large_lists_go_to_s3() {
         ("RAW_BUCKET", bucket.as_str()),
         ("INLINE_LIMIT_BYTES", "2000"),
         ("MANIFEST_PREFIX", "raw-data/_items/"),
+        ("GLUE_BYTES_PER_WORKER", "100"),
+        ("GLUE_MAX_WORKERS", "7"),
     ])
     .unwrap();
     let out = check(&clients, &config, json!({})).await;
     assert!(out.data_available);
     assert_eq!(out.file_count, 60);
+    // Sized from the listed bytes: 100 a worker, within 2..=7.
+    let total: i64 = wanted
+        .iter()
+        .map(|k| format!("id\n{k}\n").len() as i64)
+        .sum();
+    assert_eq!(out.total_bytes, total);
+    assert_eq!(out.glue_workers, 7, "{total} bytes");
     assert_eq!(out.files, None);
     let location = out.items_location.clone().expect("items location");
     assert_eq!(location.bucket, bucket);
@@ -212,14 +223,18 @@ async fn large_lists_go_to_s3() {
         .unwrap()
         .into_bytes();
     let items: Vec<Value> = serde_json::from_slice(&body).unwrap();
-    // Each item carries its ETag as S3 lists it: the workflow's Map selects all three.
+    // Each item carries its ETag as S3 lists it (the workflow's Map selects bucket, key
+    // and etag) and its size (the Glue job's `--items_location` reads all four).
     let listing = etl_aws::s3::list_objects(&clients.s3, &bucket, "raw-data/big/", None, |_| true)
         .await
         .unwrap();
     let expected: Vec<Value> = listing
         .objects
         .iter()
-        .map(|o| json!({"bucket": bucket, "key": o.key, "etag": o.etag.as_deref().unwrap()}))
+        .map(|o| {
+            json!({"bucket": bucket, "key": o.key, "etag": o.etag.as_deref().unwrap(),
+                   "size": format!("id\n{}\n", o.key).len()})
+        })
         .collect();
     assert_eq!(
         listing.objects.iter().map(|o| &o.key).collect::<Vec<_>>(),
