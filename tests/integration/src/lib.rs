@@ -1,9 +1,10 @@
 //! Helpers for the integration tests: LocalStack up once per test binary, SDK config for
 //! it, unique resource names, polling with deadlines.
 //!
-//! Tests talk to `http://127.0.0.1:4566` (or `ETL_LOCALSTACK_ENDPOINT`) with test
-//! credentials in us-east-1. When no endpoint is set, `tests/localstack/localstack.sh up`
-//! is run once (a no-op if LocalStack already answers).
+//! Tests talk to `http://127.0.0.1:4566` (or `ETL_LOCALSTACK_ENDPOINT`, or the port in
+//! `ETL_LOCALSTACK_PORT`, as `localstack.sh` reads it) with test credentials in us-east-1.
+//! When no endpoint is set, `tests/localstack/localstack.sh up` is run once (a no-op if
+//! LocalStack already answers).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::Credentials;
 
-pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4566";
+/// `localstack.sh`'s port when `ETL_LOCALSTACK_PORT` is unset.
+pub const DEFAULT_PORT: &str = "4566";
 pub const REGION: &str = "us-east-1";
 /// The account LocalStack uses for test credentials.
 pub const ACCOUNT: &str = "000000000000";
@@ -48,7 +50,12 @@ pub fn localstack_endpoint() -> &'static str {
             "{} up failed ({status}); see build/localstack/localstack.log",
             script.display()
         );
-        DEFAULT_ENDPOINT.to_string()
+        // The port localstack.sh just used: a second checkout's instance runs on its own.
+        let port = std::env::var("ETL_LOCALSTACK_PORT")
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_PORT.to_string());
+        format!("http://127.0.0.1:{}", port.trim())
     })
 }
 
