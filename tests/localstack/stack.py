@@ -185,15 +185,21 @@ def outputs(stack: str) -> dict[str, str]:
 
 def deploy(stack: str, params: dict[str, str]) -> dict[str, str]:
     cfn = client("cloudformation")
-    body = json.dumps(package(load_template(), stack))
+    # By URL, as `sam deploy` does: the packaged template is past CloudFormation's 51,200-byte
+    # limit for a TemplateBody.
+    s3 = client("s3")
+    body = json.dumps(package(load_template(), stack)).encode()
+    key = f"{stack}/{hashlib.sha256(body).hexdigest()[:16]}-template.json"
+    s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=key, Body=body)
+    source = {"TemplateURL": f"{ENDPOINT}/{ARTIFACTS_BUCKET}/{key}"}
     parameters = [{"ParameterKey": k, "ParameterValue": v} for k, v in {**LOCAL_PARAMS, **params}.items()]
     capabilities = ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
     started = time.monotonic()
     if stack_status(cfn, stack) is None:
-        cfn.create_stack(StackName=stack, TemplateBody=body, Parameters=parameters, Capabilities=capabilities)
+        cfn.create_stack(StackName=stack, **source, Parameters=parameters, Capabilities=capabilities)
     else:
         try:
-            cfn.update_stack(StackName=stack, TemplateBody=body, Parameters=parameters, Capabilities=capabilities)
+            cfn.update_stack(StackName=stack, **source, Parameters=parameters, Capabilities=capabilities)
         except cfn.exceptions.ClientError as e:
             if "No updates are to be performed" not in str(e):
                 raise
