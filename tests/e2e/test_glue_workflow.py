@@ -1,8 +1,8 @@
 """The workflow's Glue engine, deployed: the job run is given exactly the listed files
 (inline as --items, or the S3 list as --items_location) and a worker count sized from their
 bytes, and a file over the stack's GlueRouteThresholdBytes uploaded to the raw bucket starts
-a Glue workflow execution for exactly that file (the session stack lowers the threshold:
-conftest.py, ROUTE_BYTES)."""
+a Glue workflow execution for exactly that file, which the Spark job then processes into the
+same table (the session stack lowers the threshold: conftest.py, ROUTE_BYTES)."""
 
 from __future__ import annotations
 
@@ -166,6 +166,34 @@ def test_a_file_over_the_route_threshold_starts_a_glue_workflow_for_exactly_that
     assert json.loads(params["Arguments"]["--items"]) == [{"bucket": bucket, "key": key, "etag": etag, "size": size}]
     assert params["NumberOfWorkers"] == MIN_WORKERS
 
+    # The Glue engine (the real Spark job, run by LocalStack's Glue provider) processed it:
+    # its manifest names the version routed, its rows are in the same table's partitions.
+    manifest = manifests_by_source(client, stack, bucket)[key]
+    assert manifest["engine"] == "spark", manifest["engine"]
+    assert manifest["status"] == "succeeded"
+    assert manifest["source"]["etag"].strip('"') == etag
+    counts = manifest["counts"]
+    assert counts["rows_in"] == 30000
+    assert counts["rows_out"] + counts["duplicates"] + counts["quarantined"] == counts["rows_in"]
+    assert counts["rows_out"] == 30000, counts
+    processed = stack["ProcessedBucketName"]
+    assert sum(o["rows"] for o in manifest["outputs"]) == 30000
+    for o in manifest["outputs"]:
+        assert o["path"].startswith(f"s3://{processed}/processed/customers/"), o["path"]
+        client("s3").head_object(Bucket=processed, Key=o["path"].split("/", 3)[3])
+    glue = client("glue")
+    table = glue.get_table(DatabaseName=stack["GlueDatabaseName"], Name="customers")["Table"]
+    assert table["StorageDescriptor"]["Location"] == f"s3://{processed}/processed/customers/"
+    registered = {
+        tuple(p["Values"])
+        for page in glue.get_paginator("get_partitions").paginate(
+            DatabaseName=stack["GlueDatabaseName"], TableName="customers"
+        )
+        for p in page["Partitions"]
+    }
+    keys = [k["Name"] for k in table["PartitionKeys"]]
+    assert {tuple(o["partition"][k] for k in keys) for o in manifest["outputs"]} <= registered
+
     def routed_executions() -> list[str]:
         return [
             e["name"]
@@ -187,6 +215,5 @@ def test_a_file_over_the_route_threshold_starts_a_glue_workflow_for_exactly_that
     assert mapped["status"] == "SUCCEEDED", mapped
     assert "ProcessFiles" in states_entered(client, mapped["executionArn"])
     assert routed_executions() == [name]
-    # Not processed by the Map's s3-processor either: its manifest (none here; the Glue
-    # engine's once it runs the job) is as the routed execution left it.
+    # Not processed by the Map's s3-processor either: its manifest is still the Glue engine's.
     assert manifests_by_source(client, stack, bucket).get(key) == before
