@@ -11,9 +11,9 @@ pub const GLUE_MIN_WORKERS_FLOOR: u32 = 2;
 /// Defaults of [`RoutingConfig`] when a variable is unset.
 pub const DEFAULT_MIN_WORKERS: u32 = 2;
 pub const DEFAULT_MAX_WORKERS: u32 = 20;
-/// 4 GiB of input per G.1X worker (4 vCPU): a few minutes of Spark work each, so the
-/// run's start-up and Glue's one-minute billing minimum do not dominate.
-pub const DEFAULT_BYTES_PER_WORKER: u64 = 4 << 30;
+/// 1 GiB of input per G.1X worker (4 vCPU): the Spark runner reads and types in Python, at
+/// roughly 0.3 MB/s a core here (README, Engines), so about a quarter hour of work each.
+pub const DEFAULT_BYTES_PER_WORKER: u64 = 1 << 30;
 
 /// How many times its stored size a compressed object is to the engine: the generated
 /// customers CSV (1M rows) shrinks 4.06x with `gzip -6` and 3.71x with `zstd -3`.

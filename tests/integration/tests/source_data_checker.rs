@@ -68,7 +68,7 @@ async fn lists_every_page() {
         .map(|k| format!("id\n{k}\n").len() as i64)
         .sum();
     assert_eq!(out.total_bytes, expected_bytes);
-    // ~30 KB with the default 4 GiB a worker: Glue's minimum.
+    // ~30 KB with the default 1 GiB a worker: Glue's minimum.
     assert_eq!(out.glue_workers, 2);
     let first = &out.files.as_ref().unwrap()[0];
     assert_eq!(first.bucket, bucket);
