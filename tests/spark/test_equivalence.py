@@ -133,6 +133,18 @@ def _typed_rows() -> list[dict]:
             for i in range(8)]
 
 
+def _nonfinite(d: Path) -> tuple[Path, Path]:
+    """Doubles that only expressions make (inf, -inf, NaN) as partition values."""
+    spec = d / "spec.yaml"
+    spec.write_text(PARTITIONS_SPEC.replace(
+        "quality:", '  - derive: {column: z, sql: "CAST(id - 2 AS double) / 0"}\nquality:')
+        % '["z"]', encoding="utf-8")
+    path = d / "in.ndjson"
+    path.write_text("".join(json.dumps({"id": i, "raw": "x", "q": "y"}) + "\n" for i in range(5)),
+                    encoding="utf-8")
+    return spec, path
+
+
 RUNS = {
     "customers/csv": _pipeline("customers.yaml", "csv"),
     "customers/csv.gz": _pipeline("customers.yaml", "csv.gz"),
@@ -143,6 +155,7 @@ RUNS = {
     "literals/csv": _case(sh.LITERALS, "csv"),
     "partitions/text": _partitions(["p", "q"], _text_rows()),
     "partitions/typed": _partitions(["d", "t", "m", "day", "b"], _typed_rows()),
+    "partitions/nonfinite": _nonfinite,
 }
 
 
