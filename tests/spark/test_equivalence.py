@@ -22,7 +22,7 @@ import zstandard
 
 import spec_helpers as sh
 from engine import etl_binary
-from etl_spark import local, reader, transform
+from etl_spark import local, partitions, reader, transform
 from etl_spark.source import LocalFile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,6 +151,18 @@ def _typed_rows() -> list[dict]:
             for i in range(8)]
 
 
+def _nonfinite(d: Path) -> tuple[Path, Path]:
+    """Doubles that only expressions make (inf, -inf, NaN) as partition values."""
+    spec = d / "spec.yaml"
+    spec.write_text(PARTITIONS_SPEC.replace(
+        "quality:", '  - derive: {column: z, sql: "CAST(id - 2 AS double) / 0"}\nquality:')
+        % '["z"]', encoding="utf-8")
+    path = d / "in.ndjson"
+    path.write_text("".join(json.dumps({"id": i, "raw": "x", "q": "y"}) + "\n" for i in range(5)),
+                    encoding="utf-8")
+    return spec, path
+
+
 RUNS = {
     "customers/csv": _pipeline("customers.yaml", "csv"),
     "customers/csv.gz": _pipeline("customers.yaml", "csv.gz"),
@@ -164,6 +176,7 @@ RUNS = {
     "literals/csv": _case(sh.LITERALS, "csv"),
     "partitions/text": _partitions(["p", "q"], _text_rows()),
     "partitions/typed": _partitions(["d", "t", "m", "day", "b"], _typed_rows()),
+    "partitions/nonfinite": _nonfinite,
 }
 
 
@@ -323,3 +336,27 @@ def _compare(spark, label: str, make, split_bytes: int | None):
                 only_b = [r for r in sides["spark"] if r not in sides["engine"]][:2]
                 findings.append(f"quarantine {code}: engine only {only_a}, spark only {only_b}")
     assert not findings, f"{label}:\n" + "\n".join(findings)
+
+
+def test_too_many_partitions_is_refused_by_both(spark):
+    """More partitions in one input than the plan's `max_partitions`: `etl run` exits 3
+    (a spec error), the runner raises TooManyPartitions (local.py exits 3)."""
+    d = WORK / "partitions-too-many"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    spec = d / "spec.yaml"
+    spec.write_text(PARTITIONS_SPEC % '["raw"]', encoding="utf-8")
+    etl = str(etl_binary())
+    plan = json.loads(subprocess.run([etl, "plan", "--spec", str(spec), "--target", "spark"],
+                                     capture_output=True, text=True, check=True).stdout)
+    n = plan["output"]["partition"]["max_partitions"] + 1
+    path = d / "in.ndjson"
+    path.write_text("".join(json.dumps({"id": i, "raw": f"v{i}"}) + "\n" for i in range(n)),
+                    encoding="utf-8")
+    engine = subprocess.run([etl, "run", "--spec", str(spec), "--input", str(path), "--output",
+                             str(d / "engine")], capture_output=True, text=True)
+    assert engine.returncode == 3, engine.stderr
+    assert "partitions in one input" in engine.stderr
+    transform.configure(spark, plan)
+    with pytest.raises(partitions.TooManyPartitions, match="partitions in one input"):
+        local.run(spark, plan, str(path), str(d / "spark"))

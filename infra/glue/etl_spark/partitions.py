@@ -43,7 +43,9 @@ def _text(name: str, ty: str) -> Column:
         return col
     if ty == "double":
         # The engine's double text with polars' exponent: `1e-7`, not `1e-07`.
-        return F.regexp_replace(F.expr(f"etl_double_text(`{name}`)"), "e([+-])0([0-9])$", "e$1$2")
+        # polars spells NaN `NaN`, whatever its sign bit.
+        text = F.regexp_replace(F.expr(f"etl_double_text(`{name}`)"), "e([+-])0([0-9])$", "e$1$2")
+        return F.when(F.isnan(col), F.lit("NaN")).otherwise(text)
     if ty == "timestamp":
         # The engine's timestamps are UTC-aware: polars prints the offset.
         return F.concat(F.date_format(col, "yyyy-MM-dd HH:mm:ss.SSSSSS"), F.lit("+00:00"))
