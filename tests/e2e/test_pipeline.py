@@ -313,20 +313,25 @@ def test_schedule_runs_the_ingester_and_its_output_is_processed(stack, client, a
     """The rule (rate(1 minute)) was created with the stack; LocalStack evaluates schedules
     about once a minute, so this waits up to two."""
     raw, processed = stack["RawBucketName"], stack["ProcessedBucketName"]
+    # The ingester's date-partitioned keys only: other tests land files for the same spec.
     landed = wait_for(
-        "the ingester's NDJSON", lambda: keys(client, raw, "raw-api-data/customers/"), timeout=150, interval=2
+        "the ingester's NDJSON", lambda: keys(client, raw, "raw-api-data/customers/year="), timeout=150, interval=2
     )
     lines = [json.loads(x) for x in body(client, raw, landed[0]).splitlines()]
     assert len(lines) == sum(len(p) for p in API_PAGES)  # both pages followed
     assert all("_ingested_at" in x for x in lines)
     assert any(path.endswith("page=2") for path in api[1].requests)
 
-    manifest_key = wait_for(
-        "the processor's manifest for the API data",
-        lambda: keys(client, processed, "manifests/api_customers/"),
-        timeout=60,
-    )[0]
-    counts = json.loads(body(client, processed, manifest_key))["counts"]
+    source = f"s3://{raw}/{landed[0]}"
+
+    def manifest_of_landed():
+        for key in keys(client, processed, "manifests/api_customers/"):
+            m = json.loads(body(client, processed, key))
+            if m["source"]["name"] == source:
+                return m
+        return None
+
+    counts = wait_for("the processor's manifest for the API data", manifest_of_landed, timeout=60)["counts"]
     # 5 records: one duplicate customer_id, one email without '@'.
     assert (counts["rows_in"], counts["rows_out"], counts["duplicates"], counts["quarantined"]) == (5, 3, 1, 1)
 
