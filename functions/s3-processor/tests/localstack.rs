@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use etl_core::polars::prelude::*;
 use integration_tests::{
-    TopicQueue, get_bytes, list_keys, new_bucket, pass_state_machine, sdk_config, unique_name,
+    TopicQueue, execution_names, get_bytes, list_keys, new_bucket, pass_state_machine, sdk_config,
+    unique_name,
 };
 use lambda_runtime::{Context, LambdaEvent};
 use s3_processor::{Clients, Config, handler};
@@ -393,20 +394,7 @@ async fn a_file_over_the_threshold_starts_one_glue_workflow_and_is_not_processed
         assert_eq!(result["executionArn"], arn.as_str(), "{out}");
         assert_eq!(result["dataset"], "customers", "{out}");
     }
-    let executions = sfn
-        .list_executions()
-        .state_machine_arn(&machine)
-        .send()
-        .await
-        .unwrap()
-        .executions;
-    assert_eq!(
-        executions
-            .iter()
-            .map(|x| x.name.as_str())
-            .collect::<Vec<_>>(),
-        [name.as_str()]
-    );
+    assert_eq!(execution_names(&sfn, &machine).await, [name.as_str()]);
     let input: Value = serde_json::from_str(
         &sfn.describe_execution()
             .execution_arn(&arn)
@@ -447,13 +435,5 @@ async fn a_file_over_the_threshold_starts_one_glue_workflow_and_is_not_processed
             .await
             .contains(&manifest.to_string())
     );
-    let count = sfn
-        .list_executions()
-        .state_machine_arn(&machine)
-        .send()
-        .await
-        .unwrap()
-        .executions
-        .len();
-    assert_eq!(count, 1);
+    assert_eq!(execution_names(&sfn, &machine).await, [name.as_str()]);
 }

@@ -257,3 +257,19 @@ pub async fn pass_state_machine(sfn: &aws_sdk_sfn::Client, prefix: &str) -> Stri
         .expect("create state machine")
         .state_machine_arn
 }
+
+/// The names of a state machine's executions, sorted.
+pub async fn execution_names(sfn: &aws_sdk_sfn::Client, machine: &str) -> Vec<String> {
+    let mut names: Vec<String> = sfn
+        .list_executions()
+        .state_machine_arn(machine)
+        .send()
+        .await
+        .expect("list executions")
+        .executions()
+        .iter()
+        .map(|e| e.name().to_string())
+        .collect();
+    names.sort();
+    names
+}

@@ -11,7 +11,9 @@ use etl_aws::glue::{ColumnSpec, SyncAction, TableSpec, add_partitions, sync_tabl
 use etl_aws::s3::{PutOptions, put_object_from_reader};
 use etl_aws::sfn::{StartOutcome, execution_name, start_execution};
 use etl_aws::ssm::ParameterCache;
-use integration_tests::{TopicQueue, new_bucket, pass_state_machine, sdk_config, unique_name};
+use integration_tests::{
+    TopicQueue, execution_names, new_bucket, pass_state_machine, sdk_config, unique_name,
+};
 use serde_json::Value;
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -153,15 +155,7 @@ async fn sfn_start_is_idempotent() {
     );
     assert_eq!(different_input.execution_arn(), first.execution_arn());
 
-    let executions = sfn
-        .list_executions()
-        .state_machine_arn(&machine)
-        .send()
-        .await
-        .unwrap()
-        .executions;
-    assert_eq!(executions.len(), 1);
-    assert_eq!(executions[0].name(), name);
+    assert_eq!(execution_names(&sfn, &machine).await, [name.as_str()]);
 
     let err = start_execution(&sfn, &machine, "bad name", input)
         .await

@@ -7,7 +7,8 @@ use std::io::Read;
 
 use base64::Engine as _;
 use integration_tests::{
-    ACCOUNT, get_bytes, list_keys, new_bucket, pass_state_machine, sdk_config, unique_name,
+    ACCOUNT, execution_names, get_bytes, list_keys, new_bucket, pass_state_machine, sdk_config,
+    unique_name,
 };
 use kinesis_consumer::orders::FailedOrder;
 use kinesis_consumer::{
@@ -137,21 +138,6 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
         .read_to_end(&mut out)
         .unwrap();
     out
-}
-
-async fn executions(sfn: &aws_sdk_sfn::Client, machine: &str) -> Vec<String> {
-    let mut names: Vec<String> = sfn
-        .list_executions()
-        .state_machine_arn(machine)
-        .send()
-        .await
-        .unwrap()
-        .executions()
-        .iter()
-        .map(|e| e.name().to_string())
-        .collect();
-    names.sort();
-    names
 }
 
 fn order_names(indexes: &[usize]) -> Vec<String> {
@@ -302,7 +288,7 @@ async fn batch_is_archived_aggregated_quarantined_and_orders_start_once() {
 
     // One order workflow per purchase, with the purchase as input.
     assert_eq!(
-        executions(&clients.sfn, &machine).await,
+        execution_names(&clients.sfn, &machine).await,
         order_names(&[2, 5])
     );
     let exec_arn = etl_aws::sfn::execution_arn(&machine, &order_names(&[2])[0]);
@@ -336,7 +322,7 @@ async fn batch_is_archived_aggregated_quarantined_and_orders_start_once() {
     assert_eq!(list_keys(s3, bucket, "quarantine/").await, quarantine);
     assert!(list_keys(s3, bucket, "failed-orders/").await.is_empty());
     assert_eq!(
-        executions(&clients.sfn, &machine).await,
+        execution_names(&clients.sfn, &machine).await,
         order_names(&[2, 5])
     );
 }
@@ -375,7 +361,7 @@ async fn s3_failure_reports_every_record_and_a_retry_recovers() {
         1
     );
     assert_eq!(
-        executions(&clients.sfn, &machine).await,
+        execution_names(&clients.sfn, &machine).await,
         order_names(&[2, 5])
     );
 }
@@ -428,7 +414,7 @@ async fn unreachable_step_functions_archives_everything_and_records_the_purchase
         assert_eq!(order.input["source"]["sequenceNumber"], seq(i).as_str());
         assert_eq!(order.state_machine_arn, machine);
     }
-    assert!(executions(&clients.sfn, &machine).await.is_empty());
+    assert!(execution_names(&clients.sfn, &machine).await.is_empty());
 
     // The operator's replay, through the handler, once Step Functions answers again.
     let replay = KinesisBatch {
@@ -449,7 +435,7 @@ async fn unreachable_step_functions_archives_everything_and_records_the_purchase
     );
     assert!(failed_orders(&clients.s3, bucket).await.is_empty());
     assert_eq!(
-        executions(&clients.sfn, &machine).await,
+        execution_names(&clients.sfn, &machine).await,
         order_names(&[2, 5])
     );
 }
@@ -559,7 +545,7 @@ async fn missing_state_machine_then_bisection_ends_with_every_record_once() {
         seqs([1, 4])
     );
     assert_eq!(
-        executions(&clients.sfn, &machine).await,
+        execution_names(&clients.sfn, &machine).await,
         order_names(&[7, 10])
     );
 
@@ -570,7 +556,7 @@ async fn missing_state_machine_then_bisection_ends_with_every_record_once() {
     assert_eq!((replayed.started, replayed.objects_deleted), (2, 1));
     assert!(failed_orders(s3, bucket).await.is_empty());
     assert_eq!(
-        executions(&clients.sfn, &machine).await,
+        execution_names(&clients.sfn, &machine).await,
         order_names(&purchases)
     );
 
@@ -608,7 +594,7 @@ async fn a_retry_that_grows_and_a_retry_from_a_reported_record_keep_every_record
     assert_eq!(sequence_numbers(s3, &bucket, "archive/").await, seqs(0..12));
     assert_eq!(list_keys(s3, &bucket, "archive/").await.len(), 2);
     assert_eq!(
-        executions(&clients.sfn, &machine).await,
+        execution_names(&clients.sfn, &machine).await,
         order_names(&purchases)
     );
     assert!(failed_orders(s3, &bucket).await.is_empty());
@@ -636,7 +622,7 @@ async fn near_the_deadline_purchases_are_recorded_not_attempted() {
         sequence_numbers(&clients.s3, &config.bucket, "archive/").await,
         seqs(0..12)
     );
-    assert!(executions(&clients.sfn, &machine).await.is_empty());
+    assert!(execution_names(&clients.sfn, &machine).await.is_empty());
 }
 
 #[tokio::test]
