@@ -31,7 +31,10 @@ def _write_parquet(spark, df, work, target: str, plan: dict | None, compression:
     dirs = {}
     if plan and plan["output"]["partition_by"]:
         df, dirs = partitions.tag(df, plan)
-    writer = df.coalesce(1).write.mode("overwrite").option("compression", compression)
+    # One file per directory: each directory's rows go to one task (a shuffle, not
+    # coalesce(1), which would run everything before the write in a single task).
+    df = df.repartition(partitions.TAG) if dirs else df.repartition(1)
+    writer = df.write.mode("overwrite").option("compression", compression)
     if dirs:
         writer = writer.partitionBy(partitions.TAG)
     writer.parquet(work.spark_path(tmp))

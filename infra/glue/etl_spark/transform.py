@@ -159,7 +159,9 @@ def run(spark: SparkSession, plan: dict, source: Input, name: str, now_us: int,
     evaluated on its own, so a refusal raises RecordError naming the step and line;
     without, steps stay lazy (the fast path) and a refusal is a Spark error."""
     records = _records_frame(spark, plan, source)
-    typed = _typed(records, plan)
+    # Typing calls Python functions on every value: materialized once, so the quarantine's
+    # count and write and every later pass read the typed rows instead of typing again.
+    typed = _typed(records, plan).localCheckpoint(eager=True)
     rejects: list[tuple[DataFrame, str | None]] = []
     malformed = typed.filter(F.col("__malformed").isNotNull())
     rejects.append((malformed.select("*", F.lit("malformed_record").alias("__rc"),
@@ -332,7 +334,8 @@ def _quarantine(spark: SparkSession, plan: dict, rejects) -> DataFrame | None:
     out = parts[0]
     for p in parts[1:]:
         out = out.unionByName(p)
-    return out.orderBy(LINE)
+    # Materialized once: counted by reason, then sorted (which samples it) and written.
+    return out.localCheckpoint(eager=True).orderBy(LINE)
 
 
 def _typing_reason(plan: dict):
