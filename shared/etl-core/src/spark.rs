@@ -515,7 +515,10 @@ mod tests {
 
     #[test]
     fn pipelines_in_the_repository_all_plan() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/pipelines");
+        // Read at run time (cargo test sets it): a test binary built in another checkout
+        // sharing the target dir would otherwise look in that checkout.
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
+        let dir = std::path::Path::new(&manifest_dir).join("../../infra/pipelines");
         for entry in std::fs::read_dir(dir).expect("pipelines") {
             let path = entry.expect("entry").path();
             let spec = PipelineSpec::from_file(&path).expect("valid");
