@@ -20,12 +20,12 @@ def rfc3339_ms(t: dt.datetime) -> str:
 
 
 def _write_parquet(spark, df, work, target: str, plan: dict | None, compression: str,
-                   file_name: str) -> list[dict]:
+                   file_name: str, order_by: str | None = None) -> list[dict]:
     """One file named `file_name` per partition directory of `plan`'s output (None: no
     partitions) under `target`, the directory named as the engine names it (partitions.py;
     Spark names its own part files): written to a scratch dir, then moved. Returns the
     engine's OutputFile records (path relative to `target`, partition values unescaped,
-    rows, bytes)."""
+    rows, bytes). `order_by` orders the rows within each file."""
     tmp = "scratch"
     work.remove(tmp)
     dirs = {}
@@ -34,6 +34,9 @@ def _write_parquet(spark, df, work, target: str, plan: dict | None, compression:
     # One file per directory: each directory's rows go to one task (a shuffle, not
     # coalesce(1), which would run everything before the write in a single task).
     df = df.repartition(partitions.TAG) if dirs else df.repartition(1)
+    if order_by:
+        # A shuffle keeps no earlier order, so the order is set after it.
+        df = df.sortWithinPartitions(order_by)
     writer = df.write.mode("overwrite").option("compression", compression)
     if dirs:
         writer = writer.partitionBy(partitions.TAG)
@@ -116,7 +119,8 @@ def _run(spark, plan, source, name, ident, etag, work, now_us, started, clock) -
     quarantine = None
     quarantined = sum(result.by_code.values())
     if quarantined:
-        [q] = _write_parquet(spark, result.quarantine, work, "q", None, compression, file_name)
+        [q] = _write_parquet(spark, result.quarantine, work, "q", None, compression, file_name,
+                             order_by=transform.LINE)
         work.move(f"q/{file_name}", "quarantine.parquet")
         quarantine = {"path": "quarantine.parquet", "rows": quarantined, "bytes": q["bytes"]}
     finished = dt.datetime.now(dt.timezone.utc)

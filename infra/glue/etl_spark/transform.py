@@ -334,8 +334,8 @@ def _quarantine(spark: SparkSession, plan: dict, rejects) -> DataFrame | None:
     out = parts[0]
     for p in parts[1:]:
         out = out.unionByName(p)
-    # Materialized once: counted by reason, then sorted (which samples it) and written.
-    return out.localCheckpoint(eager=True).orderBy(LINE)
+    # Materialized once: counted by reason, then written in line order (stage.py).
+    return out.localCheckpoint(eager=True)
 
 
 def _typing_reason(plan: dict):
